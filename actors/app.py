@@ -1,0 +1,168 @@
+"""The Ray Serve application: Manta's HTTP API.
+
+Deploy with ``manta up`` or ``serve run serve_config.yaml`` (import path ``actors.app:build_app``).
+Per-stream state lives in the stream actors; this deployment only validates requests, embeds
+questions, fans searches out to the streams and merges what comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlparse
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from ray import serve
+
+from streaming.answer import extractive_answer, merge_evidence
+from streaming.settings import Settings
+from streaming.sources import SourceError, open_container, parse_source
+
+from .directory import StreamDirectory
+from .runtime import configure_logging, prepare_environment
+
+log = logging.getLogger("manta.app")
+api = FastAPI(title="Manta", version="0.1.0",
+              description="Ask questions about live and recorded video streams.")
+
+
+class StreamRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(..., min_length=1, max_length=4096, description="path or URL")
+    name: str | None = Field(None, max_length=63)
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(..., max_length=2000)
+    streams: list[str] | None = Field(None, max_length=1000)
+    start: float | None = Field(None, ge=0, description="media seconds")
+    end: float | None = Field(None, ge=0, description="media seconds")
+    k: int | None = Field(None, ge=1, le=100, description="evidence items to return")
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("question must not be empty")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _span(self):
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError("end must not be before start")
+        return self
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+@serve.ingress(api)
+class MantaApi:
+    def __init__(self, settings: dict[str, Any] | None = None):
+        prepare_environment(local=False)
+        configure_logging()
+        from manta_models.embed import TextEmbedder
+
+        self.settings = Settings.load(settings)
+        self.embedder = TextEmbedder(self.settings.embed_model, threads=self.settings.torch_threads)
+        self.streams = StreamDirectory(self.settings)
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"ok": True, "streams": len(await self.streams.ids())}
+
+    @api.post("/v1/streams", status_code=201)
+    async def add_stream(self, req: StreamRequest) -> dict:
+        try:
+            spec = parse_source(req.source)
+        except SourceError as exc:
+            raise HTTPException(400, detail=str(exc)) from None
+        if not spec.live:  # a file that is not media is reported now, not as a failed stream later
+            try:
+                await run_in_threadpool(_probe_file, spec, self.settings)
+            except SourceError as exc:
+                raise HTTPException(422, detail=str(exc)) from None
+        hint = PurePosixPath(spec.uri).stem if not spec.live else (urlparse(spec.uri).hostname or "")
+        try:
+            stream_id = await self.streams.create(req.name, req.source, hint)
+        except ValueError as exc:
+            raise HTTPException(400, detail=str(exc)) from None
+        except KeyError as exc:
+            raise HTTPException(409, detail=exc.args[0]) from None
+        return {"id": stream_id, "status_url": f"/v1/streams/{stream_id}"}
+
+    @api.get("/v1/streams")
+    async def list_streams(self) -> dict:
+        return {"streams": await self.streams.statuses()}
+
+    @api.get("/v1/streams/{stream_id}")
+    async def get_stream(self, stream_id: str) -> dict:
+        await self._known(stream_id)
+        return await self.streams.status(stream_id)
+
+    @api.get("/v1/streams/{stream_id}/segments")
+    async def get_segments(self, stream_id: str, start: float | None = Query(None, ge=0),
+                           end: float | None = Query(None, ge=0),
+                           limit: int = Query(1000, ge=1, le=10000)) -> dict:
+        handle = await self._known(stream_id)
+        segs = await asyncio.wait_for(handle.segments.remote(start, end, limit),
+                                      self.settings.query_timeout_s)
+        return {"stream": stream_id, "segments": segs}
+
+    @api.delete("/v1/streams/{stream_id}")
+    async def stop_stream(self, stream_id: str) -> dict:
+        handle = await self._known(stream_id)
+        return await handle.stop.remote()
+
+    @api.post("/v1/query")
+    async def query(self, req: QueryRequest) -> dict:
+        known = await self.streams.ids()
+        wanted = req.streams if req.streams else known
+        missing = [s for s in wanted if s not in known]
+        if missing:
+            raise HTTPException(404, detail=f"unknown stream(s): {', '.join(missing)}")
+        k = req.k or self.settings.max_evidence
+        vector = (await run_in_threadpool(self.embedder.encode, [req.question]))[0]
+        handles = [await self.streams.resolve(s) for s in wanted]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(_await(h.search.remote(vector, k, req.start, req.end)),
+                               self.settings.query_timeout_s) for h in handles),
+            return_exceptions=True)
+        found, warnings = [], []
+        for stream_id, result in zip(wanted, results):
+            if isinstance(result, BaseException):
+                warnings.append(f"stream {stream_id} did not answer: {type(result).__name__}")
+            else:
+                found.append(result)
+        evidence = merge_evidence(found, k)
+        return extractive_answer(req.question, evidence, warnings).to_dict()
+
+    async def _known(self, stream_id: str):
+        try:
+            return await self.streams.resolve(stream_id)
+        except KeyError as exc:
+            raise HTTPException(404, detail=exc.args[0]) from None
+
+
+async def _await(ref):
+    return await ref
+
+
+def _probe_file(spec, settings: Settings) -> None:
+    open_container(spec, settings.open_timeout_s, settings.read_timeout_s).close()
+
+
+def build_app(args: dict[str, Any] | None = None):
+    """Serve application builder; ``args`` is serve_config.yaml's ``args`` mapping."""
+    args = dict(args or {})
+    settings = args.pop("settings", {}) or {}
+    if args:
+        raise ValueError(f"unknown app args: {sorted(args)}; put options under 'settings:'")
+    Settings.load(settings)  # fail at deploy time on a bad config, not in a replica
+    return MantaApi.bind(settings)
+
+
+app = build_app

@@ -1,0 +1,321 @@
+"""``manta``: run the service, feed it streams, ask it questions.
+
+``up`` and ``demo`` start (or join) Ray and deploy the Serve app in this process; every other
+command is a plain HTTP client of a running service, so it needs no Ray connection or token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from streaming.answer import clock
+from streaming.settings import Settings
+
+console = Console()
+err = Console(stderr=True)
+
+
+class CliError(Exception):
+    """Shown to the user as one line, exit status 1 (2 when the service is unreachable)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+def load_config(path: str | None) -> dict[str, Any]:
+    """The app's ``settings:`` mapping (plus host/port) from a serve_config.yaml."""
+    if not path:
+        return {}
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise CliError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise CliError(f"config {path} is not valid YAML: {exc}") from None
+    apps = doc.get("applications") or [{}]
+    settings = dict((apps[0].get("args") or {}).get("settings") or {})
+    http = doc.get("http_options") or {}
+    for key in ("host", "port"):
+        if key in http:
+            settings.setdefault(key, http[key])
+    return settings
+
+
+def make_settings(args: argparse.Namespace) -> Settings:
+    overrides = load_config(getattr(args, "config", None))
+    for key in ("host", "port", "ray_address", "asr_model", "pace"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    try:
+        return Settings.load(overrides)
+    except ValueError as exc:
+        raise CliError(f"invalid configuration: {exc}") from None
+
+
+# -- HTTP client -----------------------------------------------------------------------------------
+
+class Client:
+    def __init__(self, base_url: str, timeout: float = 30.0):
+        self.base = base_url.rstrip("/")
+        self.http = httpx.Client(base_url=self.base, timeout=timeout, trust_env=False)
+
+    def call(self, method: str, path: str, **kw) -> Any:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.ConnectError:
+            raise CliError(f"Manta is not running at {self.base} (start it with: manta up)", 2) from None
+        except httpx.TimeoutException:
+            raise CliError(f"Manta at {self.base} did not answer in time", 2) from None
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail", r.text)
+            except ValueError:
+                detail = r.text
+            if isinstance(detail, list):  # FastAPI validation errors
+                detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}"
+                                   for d in detail)
+            raise CliError(f"{r.status_code}: {detail}")
+        return r.json()
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+def status_table(streams: list[dict]) -> Table:
+    table = Table(title="Manta streams", expand=False)
+    for col in ("id", "state", "media", "searchable", "lag s", "RTF", "segments", "source / error"):
+        table.add_column(col, overflow="fold")
+    for s in streams:
+        note = s.get("last_error") or s.get("source", "")
+        table.add_row(s.get("id", "?"), s.get("state", "?"), clock(s.get("media_seconds") or 0),
+                      clock(s.get("committed_seconds") or 0), f"{s.get('lag_s') or 0:.1f}",
+                      f"{s.get('rtf') or 0:.2f}", str(s.get("segments", 0)), note)
+    return table
+
+
+def print_answer(result: dict, base_url: str) -> None:
+    console.print(f"[bold]{result['answer']}[/bold]")
+    for w in result.get("warnings", []):
+        err.print(f"[yellow]warning:[/yellow] {w}")
+    if not result.get("evidence"):
+        return
+    table = Table(show_header=True, header_style="dim")
+    for col in ("score", "stream", "span", "text"):
+        table.add_column(col, overflow="fold")
+    for e in result["evidence"]:
+        link = f"{base_url}/v1/streams/{e['stream']}/segments?start={e['start']:.2f}&end={e['end']:.2f}"
+        span = f"[link={link}]{clock(e['start'])}–{clock(e['end'])}[/link]"
+        table.add_row(f"{e['score']:.2f}", e["stream"], span, e["text"])
+    console.print(table)
+
+
+def wait_for_stream(client: Client, stream_id: str, timeout: float) -> dict:
+    """Show live progress until the stream is finished, failed or stopped."""
+    deadline = time.monotonic() + timeout
+    with Live(status_table([]), console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            status = client.call("GET", f"/v1/streams/{stream_id}")
+            live.update(status_table([status]))
+            if status.get("state") in ("finished", "failed", "stopped", "lost"):
+                return status
+            if time.monotonic() > deadline:
+                raise CliError(f"stream {stream_id} still {status.get('state')} after {timeout:g} s")
+            time.sleep(0.5)
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+def cmd_up(args) -> int:
+    from . import runtime
+
+    settings = make_settings(args)
+    runtime.configure_logging()
+    with console.status("starting Ray and the Serve app…"):
+        runtime.start_ray(settings)
+        url = runtime.deploy(settings)
+    console.print(f"Manta is serving on [bold]{url}[/bold] — Ctrl+C to stop.")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping…")
+        runtime.shutdown()
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    settings = make_settings(args)
+    client = Client(settings.url)
+    source = args.source
+    if "://" not in source:  # the service resolves paths on its side: send an absolute one
+        source = str(Path(source).expanduser().resolve())
+    result = client.call("POST", "/v1/streams", json={"source": source, "name": args.name})
+    console.print(f"stream [bold]{result['id']}[/bold] ingesting {source}")
+    if args.wait:
+        final = wait_for_stream(client, result["id"], args.timeout)
+        if final.get("state") == "failed":
+            raise CliError(f"stream {result['id']} failed: {final.get('last_error')}")
+    return 0
+
+
+def cmd_ask(args) -> int:
+    settings = make_settings(args)
+    client = Client(settings.url)
+    body = {"question": args.question, "streams": args.stream or None, "start": args.start,
+            "end": args.end, "k": args.k}
+    result = client.call("POST", "/v1/query", json={k: v for k, v in body.items() if v is not None})
+    if args.json:
+        console.print_json(data=result)
+    else:
+        print_answer(result, settings.url)
+    return 0
+
+
+def cmd_status(args) -> int:
+    settings = make_settings(args)
+    client = Client(settings.url)
+
+    def fetch() -> list[dict]:
+        if args.stream:
+            return [client.call("GET", f"/v1/streams/{args.stream}")]
+        return client.call("GET", "/v1/streams")["streams"]
+
+    if not args.watch:
+        console.print(status_table(fetch()))
+        return 0
+    with Live(status_table(fetch()), console=console, refresh_per_second=2) as live:
+        try:
+            while True:
+                time.sleep(1.0)
+                live.update(status_table(fetch()))
+        except KeyboardInterrupt:
+            return 0
+
+
+def cmd_stop(args) -> int:
+    settings = make_settings(args)
+    status = Client(settings.url).call("DELETE", f"/v1/streams/{args.stream}")
+    console.print(f"stream {args.stream} {status.get('state')}; its segments stay searchable")
+    return 0
+
+
+DEMO_QUESTIONS = ("When will the harbour bridge close for repairs?",
+                  "Who won the regional rowing final?")
+
+
+def cmd_demo(args) -> int:
+    from manta_models.tts import demo_speaker
+    from streaming.demo import ensure_demo_media
+
+    from . import runtime
+
+    settings = make_settings(args)
+    runtime.configure_logging()
+    with console.status("making the demo bulletin (eSpeak NG + PyAV)…"):
+        demo = ensure_demo_media(settings.cache_dir, *demo_speaker())
+    console.print(f"demo source: {demo.path} ({demo.duration:.1f} s of video with speech)")
+    with console.status("starting Ray and the Serve app…"):
+        runtime.start_ray(settings)
+        url = runtime.deploy(settings)
+    console.print(f"Manta is serving on [bold]{url}[/bold]")
+    try:
+        client = Client(url, timeout=60)
+        result = client.call("POST", "/v1/streams", json={"source": str(demo.path), "name": "demo"})
+        final = wait_for_stream(client, result["id"], args.timeout)
+        if final.get("state") != "finished":
+            raise CliError(f"demo stream ended {final.get('state')}: {final.get('last_error')}")
+        for question in args.question or DEMO_QUESTIONS:
+            console.print(f"\n[dim]Q:[/dim] {question}")
+            print_answer(client.call("POST", "/v1/query", json={"question": question}), url)
+        if args.keep:
+            console.print(f"\nStill serving on {url}; try: manta ask \"what is the weather tomorrow?\"  "
+                          "(Ctrl+C to stop)")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.shutdown()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="manta", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, server: bool = False):
+        sp.add_argument("--config", help="serve_config.yaml to read settings from")
+        sp.add_argument("--host", help="service host (default 127.0.0.1)")
+        sp.add_argument("--port", type=int, help="service port (default 8000)")
+        if server:
+            sp.add_argument("--address", dest="ray_address", help="join this Ray cluster")
+            sp.add_argument("--asr-model", help="base, tiny.en, or a local Whisper folder")
+        return sp
+
+    common(sub.add_parser("up", help="start Ray and the Serve app; serve until Ctrl+C"), server=True)
+    sp = common(sub.add_parser("ingest", help="start ingesting a file or live URL"))
+    sp.add_argument("source", help="path, file://, udp://, http(s)://, rtmp://, rtsp://, srt://")
+    sp.add_argument("--name", help="stream id to use (default: derived from the source)")
+    sp.add_argument("--wait", action="store_true", help="show progress until the stream ends")
+    sp.add_argument("--timeout", type=float, default=3600.0)
+    sp = common(sub.add_parser("ask", help="ask a question about the streams"))
+    sp.add_argument("question")
+    sp.add_argument("--stream", action="append", help="limit to this stream (repeatable)")
+    sp.add_argument("--start", type=float, help="media seconds")
+    sp.add_argument("--end", type=float, help="media seconds")
+    sp.add_argument("-k", type=int, help="evidence items")
+    sp.add_argument("--json", action="store_true", help="print the raw JSON response")
+    sp = common(sub.add_parser("status", help="progress per stream"))
+    sp.add_argument("stream", nargs="?")
+    sp.add_argument("--watch", action="store_true", help="refresh until Ctrl+C")
+    sp = common(sub.add_parser("stop", help="stop ingesting a stream (its data stays searchable)"))
+    sp.add_argument("stream")
+    sp = common(sub.add_parser("demo", help="up + ingest a generated demo bulletin + ask"), server=True)
+    sp.add_argument("--question", action="append", help="ask this instead of the demo questions")
+    sp.add_argument("--keep", action="store_true", help="keep serving after answering")
+    sp.add_argument("--timeout", type=float, default=600.0)
+    return p
+
+
+COMMANDS = {"up": cmd_up, "ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
+            "stop": cmd_stop, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CliError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a user sees one line; MANTA_DEBUG=1 shows the trace
+        if os.environ.get("MANTA_DEBUG"):
+            raise
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

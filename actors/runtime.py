@@ -1,0 +1,106 @@
+"""Starting or joining Ray and deploying the Serve app: the only place that decides how Ray runs.
+
+A local Ray is started bound to 127.0.0.1 with the dashboard and usage stats off. Ray's dashboard
+process still probes cloud metadata addresses at start, so the environment Ray inherits routes all
+HTTP through a closed loopback port (gRPC ignores proxies; loopback is exempt). Ray 2.60 turns token
+auth on for local clusters and writes the token to ~/.ray/auth_token, which every process of ours
+on this machine reads; the Serve HTTP API itself needs no token. To join a cluster, pass its address
+and provide its token the way Ray expects (RAY_AUTH_TOKEN or ~/.ray/auth_token).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from streaming.settings import Settings
+
+log = logging.getLogger("manta.runtime")
+
+CLOSED_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, so nothing leaves
+LOCAL_ENV = {
+    "http_proxy": CLOSED_PROXY, "HTTP_PROXY": CLOSED_PROXY,
+    "https_proxy": CLOSED_PROXY, "HTTPS_PROXY": CLOSED_PROXY,
+    "no_proxy": "localhost,127.0.0.1,::1", "NO_PROXY": "localhost,127.0.0.1,::1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+# Models come from installed packages; any hub lookup would be a bug, so make it fail fast.
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
+}
+APP_NAME = "manta"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+                 "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Structured (JSON lines) logs for Manta's own loggers, on stderr."""
+    logger = logging.getLogger("manta")
+    if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def prepare_environment(local: bool) -> None:
+    os.environ.update(OFFLINE_ENV)
+    if local:
+        os.environ.update(LOCAL_ENV)
+
+
+def start_ray(settings: Settings) -> None:
+    """Join ``settings.ray_address`` or start a private local Ray instance."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    local = not settings.ray_address
+    prepare_environment(local)
+    started = time.monotonic()
+    if local:
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", namespace=settings.namespace,
+                 num_cpus=os.cpu_count() or 1, log_to_driver=False, logging_level=logging.WARNING)
+    else:
+        ray.init(address=settings.ray_address, namespace=settings.namespace, log_to_driver=False,
+                 logging_level=logging.WARNING)
+    log.info("ray ready in %.1f s (%s)", time.monotonic() - started,
+             "local" if local else settings.ray_address)
+
+
+def deploy(settings: Settings, overrides: dict[str, Any] | None = None) -> str:
+    """Start Serve on settings.host:port and deploy the Manta app; return its base URL."""
+    from ray import serve
+
+    from .app import build_app
+
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    app_settings = settings.model_dump(mode="json") | (overrides or {})
+    serve.run(build_app({"settings": app_settings}), name=APP_NAME, route_prefix="/",
+              blocking=False)
+    return settings.url
+
+
+def shutdown() -> None:
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()

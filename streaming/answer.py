@@ -1,0 +1,37 @@
+"""Merging evidence from many streams and phrasing an extractive answer with its time span."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .records import Answer, Evidence
+
+WEAK_SCORE = 0.25  # below this cosine, MiniLM matches are mostly topical noise
+
+
+def merge_evidence(per_stream: Iterable[Iterable[Evidence]], k: int) -> list[Evidence]:
+    """Best ``k`` across streams, best first; ties broken by stream then time for stable output."""
+    merged = [e for stream in per_stream for e in stream]
+    merged.sort(key=lambda e: (-e.score, e.stream, e.start))
+    return merged[:k]
+
+
+def clock(seconds: float) -> str:
+    """Media seconds as H:MM:SS.s or M:SS.s."""
+    seconds = max(0.0, seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{int(h)}:{int(m):02d}:{s:04.1f}" if h >= 1 else f"{int(m)}:{s:04.1f}"
+
+
+def cite(e: Evidence) -> str:
+    return f"[{e.stream} {clock(e.start)}–{clock(e.end)}]"
+
+
+def extractive_answer(question: str, evidence: list[Evidence],
+                      warnings: Iterable[str] = ()) -> Answer:
+    if not evidence:
+        return Answer("Nothing ingested so far matches this question.", (), tuple(warnings))
+    best = evidence[0]
+    prefix = "Closest match (weak): " if best.score < WEAK_SCORE else ""
+    return Answer(f"{prefix}“{best.text}” {cite(best)}", tuple(evidence), tuple(warnings))

@@ -1,0 +1,202 @@
+"""One stream's ingest: source → transcriber → micro segments → embeddings → index.
+
+Two threads: a reader that decodes into a bounded queue (so a slow recogniser applies backpressure
+to a file and a live socket's own buffer absorbs bursts), and a worker that turns audio into
+searchable segments. Everything already indexed stays searchable whatever happens to the source.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol
+
+import numpy as np
+
+from .index import SegmentIndex
+from .records import AudioChunk, MicroSegment, StreamStatus
+from .segmenter import MicroSegmenter
+from .settings import Settings
+from .sources import CHUNK_SECONDS, MediaSource, SourceError, SourceSpec
+from .transcript import IncrementalTranscriber, SpeechRecognizer
+
+log = logging.getLogger("manta.pipeline")
+_END = object()
+
+
+class Embedder(Protocol):
+    dim: int
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
+    """Live or real-time-paced streams trade ASR efficiency for freshness; files do the opposite."""
+    if live_paced:
+        return dict(max_buffer_s=settings.asr_live_max_buffer_s, min_piece_s=settings.asr_live_min_piece_s,
+                    check_every_s=0.5)
+    return dict(max_buffer_s=settings.asr_max_buffer_s, min_piece_s=settings.asr_min_piece_s,
+                check_every_s=settings.asr_check_every_s)
+
+
+class StreamPipeline:
+    def __init__(self, stream_id: str, name: str, spec: SourceSpec, settings: Settings,
+                 asr: SpeechRecognizer, embedder: Embedder, clock: Callable[[], float] = time.time):
+        self.id, self.spec, self.settings = stream_id, spec, settings
+        self.embedder = embedder
+        self.clock = clock
+        self.status = StreamStatus(id=stream_id, name=name, source=spec.display, live=spec.live,
+                                   started_wall=clock())
+        self.index = SegmentIndex(embedder.dim)
+        self._stop = threading.Event()
+        # Frames are not decoded until a visual stage consumes them: decoding them would be waste.
+        self.source = MediaSource(
+            spec, open_timeout=settings.open_timeout_s, read_timeout=settings.read_timeout_s,
+            pace=settings.pace, frame_fps=0.0, reconnect_initial=settings.reconnect_initial_s,
+            reconnect_max=settings.reconnect_max_s, stop=self._stop, on_gap=self.status.gaps.append)
+        live_paced = spec.live or settings.pace == "realtime"
+        self.transcriber = IncrementalTranscriber(
+            asr, min_silence_s=settings.asr_min_silence_s, tail_hold_s=settings.asr_tail_hold_s,
+            **transcriber_profile(settings, live_paced))
+        self.segmenter = MicroSegmenter(stream_id, target_s=settings.micro_target_s)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(2, int(settings.queue_seconds / CHUNK_SECONDS)))
+        self._threads: list[threading.Thread] = []
+        self._busy = 0.0  # seconds spent recognising, embedding and indexing
+
+    # -- control -------------------------------------------------------------------------------
+    def probe(self) -> None:
+        """Open a recorded source now so a bad file is reported to the caller, not in the background."""
+        if not self.spec.live:
+            self.source.probe()
+
+    def start(self) -> None:
+        self._set(state="connecting" if self.spec.live else "ingesting")
+        for target, name in ((self._read, "reader"), (self._work, "worker")):
+            t = threading.Thread(target=target, name=f"manta-{self.id}-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        """Stop ingesting; what is indexed stays searchable."""
+        self._stop.set()
+        if self.status.state not in ("finished", "failed"):
+            self._set(state="stopped")
+
+    def join(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    # -- queries -------------------------------------------------------------------------------
+    def search(self, query: np.ndarray, k: int, start: float | None = None,
+               end: float | None = None) -> list[tuple[MicroSegment, float]]:
+        return self.index.search(query, k, start, end)
+
+    def snapshot(self) -> dict:
+        snap = self.status.to_dict()
+        if snap["state"] == "ingesting" and self.spec.live and not self.source.progress.connected:
+            snap["state"] = "reconnecting"
+            snap["last_error"] = self.source.progress.last_error
+        snap["reconnects"] = self.source.progress.reconnects
+        return snap
+
+    # -- threads -------------------------------------------------------------------------------
+    def _read(self) -> None:
+        try:
+            for chunk in self.source:
+                if self.spec.live and self.status.state in ("connecting", "reconnecting"):
+                    self._set(state="ingesting")
+                self.status.media_seconds = max(self.status.media_seconds,
+                                                getattr(chunk, "t1", 0.0))
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(chunk, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    break
+            if not self.source.progress.has_audio and not self._stop.is_set():
+                self.status.notes.append("no audio track: nothing to transcribe")
+        except SourceError as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a reader crash must surface as a stream error
+            log.exception("reader of stream %s crashed", self.id)
+            self._fail(f"source reader crashed: {type(exc).__name__}: {exc}")
+        finally:
+            self._queue.put(_END)
+
+    def _work(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=0.5)
+                except queue.Empty:
+                    if self._stop.is_set():
+                        break
+                    continue
+                if item is _END:
+                    t = time.perf_counter()
+                    self._finish()
+                    self._busy += time.perf_counter() - t
+                    self._progress()
+                    break
+                if isinstance(item, AudioChunk):
+                    t = time.perf_counter()
+                    words = self.transcriber.push(item)
+                    self._index(self.segmenter.push(words, self.transcriber.committed_until), words)
+                    self._busy += time.perf_counter() - t
+                    self._progress()
+        except Exception as exc:  # noqa: BLE001 - a model crash must surface, not stop silently
+            log.exception("worker of stream %s crashed", self.id)
+            self._fail(f"processing failed: {type(exc).__name__}: {exc}")
+            self._stop.set()
+
+    def _finish(self) -> None:
+        words = self.transcriber.flush()
+        segments = self.segmenter.push(words, float("inf")) + self.segmenter.flush()
+        self._index(segments, words)
+        self.status.committed_seconds = self.status.media_seconds
+        self._progress()
+        if self.status.state not in ("failed", "stopped"):
+            self._set(state="finished")
+
+    def _index(self, segments: list[MicroSegment], words: list) -> None:
+        self.status.words += len(words)
+        if not segments:
+            return
+        # Own words only: measured on jfk, prefixing the previous segment made exact quotes rank
+        # their neighbour first and helped paraphrased questions no more than it hurt.
+        vectors = self.embedder.encode([seg.text for seg in segments])
+        now = self.clock()
+        self.index.add([_stamped(s, now) for s in segments], vectors)
+        self.status.segments = len(self.index)
+
+    def _progress(self) -> None:
+        st = self.status
+        pending = self.segmenter.pending_start
+        committed = self.transcriber.committed_until if pending is None else min(
+            pending, self.transcriber.committed_until)
+        st.committed_seconds = max(st.committed_seconds, committed)
+        st.lag_s = max(0.0, st.media_seconds - st.committed_seconds)
+        st.rtf = self._busy / st.media_seconds if st.media_seconds > 0 else 0.0
+        st.updated_wall = self.clock()
+
+    def _set(self, **fields) -> None:
+        for k, v in fields.items():
+            setattr(self.status, k, v)
+        self.status.updated_wall = self.clock()
+        log.info("stream %s: %s", self.id, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+    def _fail(self, reason: str) -> None:
+        self.status.last_error = reason
+        self._set(state="failed")
+
+
+def _stamped(seg: MicroSegment, wall: float) -> MicroSegment:
+    return replace(seg, wall=wall)

@@ -1,0 +1,117 @@
+"""One record type per stage of the ingest and query flow.
+
+All times are media seconds from the stream's start (monotonic across reconnects) unless the field
+name says ``wall`` (Unix seconds on the ingesting machine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Union
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    samples: np.ndarray  # float32 mono at SAMPLE_RATE
+    t0: float
+    wall: float  # when the chunk was decoded
+
+    @property
+    def t1(self) -> float:
+        return self.t0 + len(self.samples) / SAMPLE_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFrame:
+    image: np.ndarray  # H x W x 3 uint8 RGB
+    t: float
+    wall: float
+
+
+MediaChunk = Union[AudioChunk, VideoFrame]
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A stretch where a live source was unreachable."""
+
+    media_t: float
+    wall_start: float
+    wall_end: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MicroSegment:
+    stream_id: str
+    seq: int
+    t0: float
+    t1: float
+    words: tuple[Word, ...]
+    wall: float = 0.0  # when it became searchable
+
+    @property
+    def text(self) -> str:
+        return "".join(w.text for w in self.words).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    stream: str
+    start: float
+    end: float
+    text: str
+    score: float
+    modality: str = "speech"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    answer: str
+    evidence: tuple[Evidence, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"answer": self.answer, "evidence": [e.to_dict() for e in self.evidence],
+                "warnings": list(self.warnings)}
+
+
+@dataclass(slots=True)
+class StreamStatus:
+    """What ``GET /v1/streams/{id}`` shows. Mutable: the pipeline updates it as it goes."""
+
+    id: str
+    name: str
+    source: str
+    live: bool
+    state: str = "starting"  # starting, connecting, ingesting, reconnecting, finished, stopped, failed
+    media_seconds: float = 0.0  # media time decoded so far
+    committed_seconds: float = 0.0  # media time final and searchable
+    lag_s: float = 0.0  # decoded but not yet searchable
+    rtf: float = 0.0  # processing seconds per media second
+    segments: int = 0
+    words: int = 0
+    reconnects: int = 0
+    last_error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+    started_wall: float = 0.0
+    updated_wall: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,83 @@
+"""Manta's configuration: one typed settings object for every layer.
+
+Values come, highest priority first, from environment variables (``MANTA_<FIELD>``), then from the
+``settings:`` mapping of serve_config.yaml (or keyword arguments), then the defaults below.
+Environment first so an operator can override a checked-in config file without editing it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "manta"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MANTA_", extra="forbid", validate_default=True)
+
+    # Service
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    ray_address: str | None = Field(None, description="join this Ray cluster; None starts a local one")
+    namespace: str = "manta"
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    stream_num_cpus: float = Field(0.1, ge=0, description="Ray CPUs reserved per stream actor")
+    torch_threads: int = Field(1, ge=1, description="intra-op threads for torch models in each actor")
+
+    # Speech recognition
+    asr_model: str = Field("base", description="'base', 'tiny.en' or a local CTranslate2 Whisper folder")
+    asr_device: Literal["auto", "cpu", "cuda"] = "auto"
+    asr_compute_type: str = "int8"
+    asr_threads: int = Field(2, ge=1)
+    asr_beam_size: int = Field(1, ge=1, le=10)
+    language: str | None = Field(None, description="ISO code; None detects once per stream")
+    asr_max_buffer_s: float = Field(30.0, ge=2.0, le=30.0, description="longest audio held uncommitted")
+    asr_min_piece_s: float = Field(20.0, ge=0.0, le=30.0, description="speech gathered per Whisper call")
+    asr_live_max_buffer_s: float = Field(8.0, ge=2.0, le=30.0, description="same, live or paced")
+    asr_live_min_piece_s: float = Field(1.5, ge=0.0, le=30.0, description="same, live or paced")
+    asr_min_silence_s: float = Field(0.5, ge=0.1, description="pause that closes an utterance")
+    asr_tail_hold_s: float = Field(1.5, ge=0.0, description="words this close to a forced cut wait")
+    asr_check_every_s: float = Field(1.0, gt=0.0, description="how much new audio triggers a look")
+
+    # Text embedding and micro segments
+    embed_model: str = Field("minilm", description="'minilm' or a local sentence-transformers folder")
+    micro_target_s: float = Field(3.0, ge=0.5, le=30.0)
+
+    # Sources
+    open_timeout_s: float = Field(5.0, gt=0.0)
+    read_timeout_s: float = Field(5.0, gt=0.0)
+    reconnect_initial_s: float = Field(0.5, gt=0.0)
+    reconnect_max_s: float = Field(30.0, gt=0.0)
+    pace: Literal["fast", "realtime"] = Field("fast", description="how recorded files are read")
+    frame_fps: float = Field(1.0, ge=0.0, description="sampled frames per second (0: no video decode)")
+    queue_seconds: float = Field(30.0, gt=0.0, description="decoded media buffered ahead of ASR")
+
+    # Queries
+    max_evidence: int = Field(5, ge=1, le=100)
+    query_timeout_s: float = Field(10.0, gt=0.0)
+
+    @field_validator("cache_dir", mode="after")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return env_settings, init_settings, dotenv_settings, file_secret_settings
+
+    @classmethod
+    def load(cls, overrides: dict[str, Any] | None = None) -> "Settings":
+        """Settings from env vars over ``overrides`` (a serve_config.yaml mapping) over defaults."""
+        return cls(**(overrides or {}))
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
