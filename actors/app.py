@@ -5,7 +5,6 @@ Per-stream state lives in the stream actors; this deployment only validates requ
 questions, fans searches out to the streams and merges what comes back.
 """
 
-from __future__ import annotations
 
 import asyncio
 import logging
@@ -56,6 +55,15 @@ class QueryRequest(BaseModel):
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ValueError("end must not be before start")
         return self
+
+
+# Helpers sit above the deployment: Serve ships the class by value and resolves names there.
+async def _await(ref):
+    return await ref
+
+
+def _probe_file(spec, settings: Settings) -> None:
+    open_container(spec, settings.open_timeout_s, settings.read_timeout_s).close()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
@@ -145,14 +153,6 @@ class MantaApi:
             return await self.streams.resolve(stream_id)
         except KeyError as exc:
             raise HTTPException(404, detail=exc.args[0]) from None
-
-
-async def _await(ref):
-    return await ref
-
-
-def _probe_file(spec, settings: Settings) -> None:
-    open_container(spec, settings.open_timeout_s, settings.read_timeout_s).close()
 
 
 def build_app(args: dict[str, Any] | None = None):

@@ -19,6 +19,7 @@ import httpx
 import yaml
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from streaming.answer import clock
@@ -103,14 +104,15 @@ def status_table(streams: list[dict]) -> Table:
         table.add_column(col, overflow="fold")
     for s in streams:
         note = s.get("last_error") or s.get("source", "")
-        table.add_row(s.get("id", "?"), s.get("state", "?"), clock(s.get("media_seconds") or 0),
-                      clock(s.get("committed_seconds") or 0), f"{s.get('lag_s') or 0:.1f}",
-                      f"{s.get('rtf') or 0:.2f}", str(s.get("segments", 0)), note)
+        table.add_row(escape(s.get("id", "?")), s.get("state", "?"),
+                      clock(s.get("media_seconds") or 0), clock(s.get("committed_seconds") or 0),
+                      f"{s.get('lag_s') or 0:.1f}", f"{s.get('rtf') or 0:.2f}",
+                      str(s.get("segments", 0)), escape(note or ""))
     return table
 
 
 def print_answer(result: dict, base_url: str) -> None:
-    console.print(f"[bold]{result['answer']}[/bold]")
+    console.print(escape(result["answer"]), style="bold")
     for w in result.get("warnings", []):
         err.print(f"[yellow]warning:[/yellow] {w}")
     if not result.get("evidence"):
@@ -121,7 +123,7 @@ def print_answer(result: dict, base_url: str) -> None:
     for e in result["evidence"]:
         link = f"{base_url}/v1/streams/{e['stream']}/segments?start={e['start']:.2f}&end={e['end']:.2f}"
         span = f"[link={link}]{clock(e['start'])}–{clock(e['end'])}[/link]"
-        table.add_row(f"{e['score']:.2f}", e["stream"], span, e["text"])
+        table.add_row(f"{e['score']:.2f}", escape(e["stream"]), span, escape(e["text"]))
     console.print(table)
 
 
@@ -159,7 +161,7 @@ def cmd_up(args) -> int:
         pass
     finally:
         console.print("stopping…")
-        runtime.shutdown()
+        runtime.shutdown(settings)
     return 0
 
 
@@ -255,7 +257,7 @@ def cmd_demo(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        runtime.shutdown()
+        runtime.shutdown(settings)
     return 0
 
 

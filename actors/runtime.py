@@ -95,12 +95,15 @@ def deploy(settings: Settings, overrides: dict[str, Any] | None = None) -> str:
     return settings.url
 
 
-def shutdown() -> None:
+def shutdown(settings: Settings | None = None) -> None:
+    """Local: stop the whole private Ray instance. Joined cluster: remove only our app."""
     import ray
     from ray import serve
 
-    if ray.is_initialized():
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
+    if not ray.is_initialized():
+        return
+    try:
+        if settings is not None and settings.ray_address:
+            serve.delete(APP_NAME)
+    finally:
+        ray.shutdown()

@@ -99,6 +99,14 @@ class StreamActor:
                  "words": [{"text": w.text, "start": w.start, "end": w.end} for w in s.words]}
                 for s in segs]
 
+    def import_segments(self, segments: list, vectors) -> int:
+        """Add already-embedded segments (a reload, or a benchmark's synthetic history)."""
+        if self.pipeline is None:
+            raise RuntimeError(f"stream {self.id} has no index: {self._error}")
+        self.pipeline.index.add(segments, vectors)
+        self.pipeline.status.segments = len(self.pipeline.index)
+        return len(self.pipeline.index)
+
     def stop(self) -> dict:
         if self.pipeline is not None:
             self.pipeline.stop()
