@@ -49,26 +49,28 @@ def actor_name(stream_id: str) -> str:
 class StreamActor:
     def __init__(self, stream_id: str, name: str, source: str, settings: dict):
         configure_logging()
-        from manta_models.asr import WhisperASR
-        from manta_models.embed import TextEmbedder
-
         self.settings = Settings.load(settings)
-        s = self.settings
         self.pipeline: StreamPipeline | None = None
         self.id, self.name, self.source = stream_id, name, source
         self._error: str | None = None
         try:
             spec = parse_source(source)
-            asr = WhisperASR(s.asr_model, cache_dir=s.cache_dir, device=s.asr_device,
-                             compute_type=s.asr_compute_type, threads=s.asr_threads,
-                             beam_size=s.asr_beam_size, language=s.language,
-                             min_silence_s=s.asr_min_silence_s)
-            embedder = TextEmbedder(s.embed_model, threads=s.torch_threads)
-            self.pipeline = StreamPipeline(stream_id, name, spec, s, asr, embedder)
-        except (SourceError, RuntimeError) as exc:
+            self.pipeline = StreamPipeline(stream_id, name, spec, self.settings, self._load_models)
+        except SourceError as exc:
             # Stay alive to report the reason: a dead actor would only say that it died.
             self._error = str(exc)
             log.error("stream %s cannot start: %s", stream_id, exc)
+
+    def _load_models(self):
+        from manta_models.asr import WhisperASR
+        from manta_models.embed import TextEmbedder
+
+        s = self.settings
+        asr = WhisperASR(s.asr_model, cache_dir=s.cache_dir, device=s.asr_device,
+                         compute_type=s.asr_compute_type, threads=s.asr_threads,
+                         beam_size=s.asr_beam_size, language=s.language,
+                         min_silence_s=s.asr_min_silence_s)
+        return asr, TextEmbedder(s.embed_model, threads=s.torch_threads)
 
     def start(self) -> dict:
         if self.pipeline is not None and self._error is None:
@@ -94,14 +96,14 @@ class StreamActor:
     def segments(self, start: float | None, end: float | None, limit: int) -> list[dict]:
         if self.pipeline is None:
             return []
-        segs = self.pipeline.index.segments(start, end)[:limit]
+        segs = self.pipeline.segments(start, end)[:limit]
         return [{"seq": s.seq, "start": s.t0, "end": s.t1, "text": s.text, "ingested_wall": s.wall,
                  "words": [{"text": w.text, "start": w.start, "end": w.end} for w in s.words]}
                 for s in segs]
 
     def import_segments(self, segments: list, vectors) -> int:
         """Add already-embedded segments (a reload, or a benchmark's synthetic history)."""
-        if self.pipeline is None:
+        if self.pipeline is None or not self.pipeline.wait_ready(timeout=120):
             raise RuntimeError(f"stream {self.id} has no index: {self._error}")
         self.pipeline.index.add(segments, vectors)
         self.pipeline.status.segments = len(self.pipeline.index)

@@ -43,25 +43,30 @@ def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
                 check_every_s=settings.asr_check_every_s)
 
 
+ModelLoader = Callable[[], tuple[SpeechRecognizer, Embedder]]
+
+
 class StreamPipeline:
+    """``load_models`` runs on the worker thread, so a live source is connected (and its first
+    packets queued) while models load, and a dead URL fails within its open timeout."""
+
     def __init__(self, stream_id: str, name: str, spec: SourceSpec, settings: Settings,
-                 asr: SpeechRecognizer, embedder: Embedder, clock: Callable[[], float] = time.time):
+                 load_models: ModelLoader, clock: Callable[[], float] = time.time):
         self.id, self.spec, self.settings = stream_id, spec, settings
-        self.embedder = embedder
+        self._load_models = load_models
         self.clock = clock
         self.status = StreamStatus(id=stream_id, name=name, source=spec.display, live=spec.live,
                                    started_wall=clock())
-        self.index = SegmentIndex(embedder.dim)
+        self.index: SegmentIndex | None = None  # created once the embedder's width is known
+        self.embedder: Embedder | None = None
+        self.transcriber: IncrementalTranscriber | None = None
+        self._ready = threading.Event()
         self._stop = threading.Event()
         # Frames are not decoded until a visual stage consumes them: decoding them would be waste.
         self.source = MediaSource(
             spec, open_timeout=settings.open_timeout_s, read_timeout=settings.read_timeout_s,
             pace=settings.pace, frame_fps=0.0, reconnect_initial=settings.reconnect_initial_s,
             reconnect_max=settings.reconnect_max_s, stop=self._stop, on_gap=self.status.gaps.append)
-        live_paced = spec.live or settings.pace == "realtime"
-        self.transcriber = IncrementalTranscriber(
-            asr, min_silence_s=settings.asr_min_silence_s, tail_hold_s=settings.asr_tail_hold_s,
-            **transcriber_profile(settings, live_paced))
         self.segmenter = MicroSegmenter(stream_id, target_s=settings.micro_target_s)
         self._queue: queue.Queue = queue.Queue(maxsize=max(2, int(settings.queue_seconds / CHUNK_SECONDS)))
         self._threads: list[threading.Thread] = []
@@ -93,9 +98,16 @@ class StreamPipeline:
         return not any(t.is_alive() for t in self._threads)
 
     # -- queries -------------------------------------------------------------------------------
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """True once models are loaded and the index exists."""
+        return self._ready.wait(timeout)
+
     def search(self, query: np.ndarray, k: int, start: float | None = None,
                end: float | None = None) -> list[tuple[MicroSegment, float]]:
-        return self.index.search(query, k, start, end)
+        return self.index.search(query, k, start, end) if self.index is not None else []
+
+    def segments(self, start: float | None = None, end: float | None = None) -> list[MicroSegment]:
+        return self.index.segments(start, end) if self.index is not None else []
 
     def snapshot(self) -> dict:
         snap = self.status.to_dict()
@@ -131,8 +143,19 @@ class StreamPipeline:
         finally:
             self._queue.put(_END)
 
+    def _load(self) -> None:
+        asr, self.embedder = self._load_models()
+        live_paced = self.spec.live or self.settings.pace == "realtime"
+        self.transcriber = IncrementalTranscriber(
+            asr, min_silence_s=self.settings.asr_min_silence_s,
+            tail_hold_s=self.settings.asr_tail_hold_s,
+            **transcriber_profile(self.settings, live_paced))
+        self.index = SegmentIndex(self.embedder.dim)
+        self._ready.set()
+
     def _work(self) -> None:
         try:
+            self._load()
             while True:
                 try:
                     item = self._queue.get(timeout=0.5)
@@ -154,7 +177,8 @@ class StreamPipeline:
                     self._progress()
         except Exception as exc:  # noqa: BLE001 - a model crash must surface, not stop silently
             log.exception("worker of stream %s crashed", self.id)
-            self._fail(f"processing failed: {type(exc).__name__}: {exc}")
+            stage = "processing" if self._ready.is_set() else "loading models"
+            self._fail(f"{stage} failed: {type(exc).__name__}: {exc}")
             self._stop.set()
 
     def _finish(self) -> None:
@@ -179,6 +203,8 @@ class StreamPipeline:
 
     def _progress(self) -> None:
         st = self.status
+        if self.transcriber is None:
+            return
         pending = self.segmenter.pending_start
         committed = self.transcriber.committed_until if pending is None else min(
             pending, self.transcriber.committed_until)
@@ -194,6 +220,8 @@ class StreamPipeline:
         log.info("stream %s: %s", self.id, " ".join(f"{k}={v}" for k, v in fields.items()))
 
     def _fail(self, reason: str) -> None:
+        if self.status.state == "failed":
+            return  # keep the first reason: it is the cause, later ones are consequences
         self.status.last_error = reason
         self._set(state="failed")
 

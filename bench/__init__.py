@@ -1,0 +1,1 @@
+"""Manta benchmarks: run each with ``python -m bench.<name> [--write]`` from the repository root."""
