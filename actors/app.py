@@ -9,7 +9,7 @@ questions, fans searches out to the streams and merges what comes back.
 import asyncio
 import logging
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from fastapi import FastAPI, HTTPException, Query
@@ -33,6 +33,8 @@ class StreamRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str = Field(..., min_length=1, max_length=4096, description="path or URL")
     name: str | None = Field(None, max_length=63)
+    pace: Literal["fast", "realtime"] | None = Field(
+        None, description="recorded files only: 'realtime' replays at broadcast speed")
 
 
 class QueryRequest(BaseModel):
@@ -95,7 +97,7 @@ class MantaApi:
                 raise HTTPException(422, detail=str(exc)) from None
         hint = PurePosixPath(spec.uri).stem if not spec.live else (urlparse(spec.uri).hostname or "")
         try:
-            stream_id = await self.streams.create(req.name, req.source, hint)
+            stream_id = await self.streams.create(req.name, req.source, hint, pace=req.pace)
         except ValueError as exc:
             raise HTTPException(400, detail=str(exc)) from None
         except KeyError as exc:

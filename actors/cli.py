@@ -60,7 +60,7 @@ def load_config(path: str | None) -> dict[str, Any]:
 
 def make_settings(args: argparse.Namespace) -> Settings:
     overrides = load_config(getattr(args, "config", None))
-    for key in ("host", "port", "ray_address", "asr_model", "pace"):
+    for key in ("host", "port", "ray_address", "asr_model"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -171,7 +171,8 @@ def cmd_ingest(args) -> int:
     source = args.source
     if "://" not in source:  # the service resolves paths on its side: send an absolute one
         source = str(Path(source).expanduser().resolve())
-    result = client.call("POST", "/v1/streams", json={"source": source, "name": args.name})
+    body = {"source": source, "name": args.name, "pace": args.pace}
+    result = client.call("POST", "/v1/streams", json={k: v for k, v in body.items() if v})
     console.print(f"stream [bold]{result['id']}[/bold] ingesting {source}")
     if args.wait:
         final = wait_for_stream(client, result["id"], args.timeout)
@@ -218,6 +219,23 @@ def cmd_stop(args) -> int:
     settings = make_settings(args)
     status = Client(settings.url).call("DELETE", f"/v1/streams/{args.stream}")
     console.print(f"stream {args.stream} {status.get('state')}; its segments stay searchable")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from streaming.replay import replay
+
+    path = Path(args.file).expanduser()
+    if not path.is_file():
+        raise CliError(f"no such file: {path}")
+    if not args.url.startswith(("udp://", "tcp://", "srt://", "rtp://")):
+        raise CliError("replay sends MPEG-TS: use a udp://, tcp://, srt:// or rtp:// URL")
+    console.print(f"sending {path.name} to {args.url} as live MPEG-TS at {args.speed:g}× (Ctrl+C to stop)")
+    try:
+        log = replay(path, args.url, speed=args.speed)
+    except Exception as exc:  # noqa: BLE001 - PyAV errors (bad URL, unreadable file) as one line
+        raise CliError(f"replay failed: {exc}") from None
+    console.print(f"sent {log.sent[-1][0]:.1f} s of media" if log.sent else "sent nothing")
     return 0
 
 
@@ -278,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = common(sub.add_parser("ingest", help="start ingesting a file or live URL"))
     sp.add_argument("source", help="path, file://, udp://, http(s)://, rtmp://, rtsp://, srt://")
     sp.add_argument("--name", help="stream id to use (default: derived from the source)")
+    sp.add_argument("--pace", choices=("fast", "realtime"), help="files: read as fast as possible "
+                    "(default) or at broadcast speed")
     sp.add_argument("--wait", action="store_true", help="show progress until the stream ends")
     sp.add_argument("--timeout", type=float, default=3600.0)
     sp = common(sub.add_parser("ask", help="ask a question about the streams"))
@@ -292,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--watch", action="store_true", help="refresh until Ctrl+C")
     sp = common(sub.add_parser("stop", help="stop ingesting a stream (its data stays searchable)"))
     sp.add_argument("stream")
+    sp = sub.add_parser("replay", help="send a file as a live MPEG-TS broadcast (to try live ingest)")
+    sp.add_argument("file")
+    sp.add_argument("url", help="e.g. udp://127.0.0.1:5000 (start `manta ingest` on it first)")
+    sp.add_argument("--speed", type=float, default=1.0, help="1.0 = real time")
     sp = common(sub.add_parser("demo", help="up + ingest a generated demo bulletin + ask"), server=True)
     sp.add_argument("--question", action="append", help="ask this instead of the demo questions")
     sp.add_argument("--keep", action="store_true", help="keep serving after answering")
@@ -300,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"up": cmd_up, "ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
-            "stop": cmd_stop, "demo": cmd_demo}
+            "stop": cmd_stop, "demo": cmd_demo, "replay": cmd_replay}
 
 
 def main(argv: list[str] | None = None) -> int:

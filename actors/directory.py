@@ -49,17 +49,18 @@ class StreamDirectory:
         except KeyError:
             raise KeyError(f"unknown stream: {stream_id}") from None
 
-    async def create(self, name: str | None, source: str, hint: str) -> str:
+    async def create(self, name: str | None, source: str, hint: str, pace: str | None = None) -> str:
         """Start a stream actor; returns at once, the actor loads its models in the background."""
         stream_id = make_stream_id(name, hint)
         await self.refresh(force=True)
         if stream_id in self._handles:
             raise KeyError(f"a stream named '{stream_id}' already exists")
+        settings = self.settings.model_dump(mode="json") | ({"pace": pace} if pace else {})
         try:
             handle = StreamActor.options(
                 name=actor_name(stream_id), namespace=self.settings.namespace, lifetime="detached",
                 num_cpus=self.settings.stream_num_cpus).remote(
-                stream_id, name or stream_id, source, self.settings.model_dump(mode="json"))
+                stream_id, name or stream_id, source, settings)
         except ValueError:  # Ray: the name is taken (a concurrent request won)
             raise KeyError(f"a stream named '{stream_id}' already exists") from None
         handle.start.remote()

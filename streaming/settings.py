@@ -22,20 +22,21 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MANTA_", extra="forbid", validate_default=True)
 
     # Service
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="HTTP bind address of the Serve API")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve API")
     ray_address: str | None = Field(None, description="join this Ray cluster; None starts a local one")
-    namespace: str = "manta"
-    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    namespace: str = Field("manta", description="Ray namespace of the stream actors")
+    cache_dir: Path = Field(default_factory=_default_cache_dir,
+                            description="assembled models and the generated demo")
     stream_num_cpus: float = Field(0.1, ge=0, description="Ray CPUs reserved per stream actor")
     torch_threads: int = Field(1, ge=1, description="intra-op threads for torch models in each actor")
 
     # Speech recognition
     asr_model: str = Field("base", description="'base', 'tiny.en' or a local CTranslate2 Whisper folder")
-    asr_device: Literal["auto", "cpu", "cuda"] = "auto"
-    asr_compute_type: str = "int8"
-    asr_threads: int = Field(2, ge=1)
-    asr_beam_size: int = Field(1, ge=1, le=10)
+    asr_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA if present")
+    asr_compute_type: str = Field("int8", description="CTranslate2 compute type (float16 on GPU)")
+    asr_threads: int = Field(2, ge=1, description="CPU threads per recogniser")
+    asr_beam_size: int = Field(1, ge=1, le=10, description="1 = greedy decoding")
     language: str | None = Field(None, description="ISO code; None detects once per stream")
     asr_max_buffer_s: float = Field(30.0, ge=2.0, le=30.0, description="longest audio held uncommitted")
     asr_min_piece_s: float = Field(20.0, ge=0.0, le=30.0, description="speech gathered per Whisper call")
@@ -47,20 +48,19 @@ class Settings(BaseSettings):
 
     # Text embedding and micro segments
     embed_model: str = Field("minilm", description="'minilm' or a local sentence-transformers folder")
-    micro_target_s: float = Field(3.0, ge=0.5, le=30.0)
+    micro_target_s: float = Field(3.0, ge=0.5, le=30.0, description="micro segment length")
 
     # Sources
-    open_timeout_s: float = Field(5.0, gt=0.0)
-    read_timeout_s: float = Field(5.0, gt=0.0)
-    reconnect_initial_s: float = Field(0.5, gt=0.0)
-    reconnect_max_s: float = Field(30.0, gt=0.0)
+    open_timeout_s: float = Field(5.0, gt=0.0, description="a source must answer within this")
+    read_timeout_s: float = Field(5.0, gt=0.0, description="a live source silent this long reconnects")
+    reconnect_initial_s: float = Field(0.5, gt=0.0, description="first reconnect delay (doubles)")
+    reconnect_max_s: float = Field(30.0, gt=0.0, description="longest reconnect delay")
     pace: Literal["fast", "realtime"] = Field("fast", description="how recorded files are read")
-    frame_fps: float = Field(1.0, ge=0.0, description="sampled frames per second (0: no video decode)")
     queue_seconds: float = Field(30.0, gt=0.0, description="decoded media buffered ahead of ASR")
 
     # Queries
-    max_evidence: int = Field(5, ge=1, le=100)
-    query_timeout_s: float = Field(10.0, gt=0.0)
+    max_evidence: int = Field(5, ge=1, le=100, description="evidence items per answer")
+    query_timeout_s: float = Field(10.0, gt=0.0, description="a stream slower than this is skipped")
 
     @field_validator("cache_dir", mode="after")
     @classmethod

@@ -1,0 +1,77 @@
+"""How Manta starts Ray: loopback only, nothing sent off the machine, config validated early."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from actors.app import build_app
+from actors.runtime import CLOSED_PROXY
+from streaming.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@pytest.mark.slow
+def test_every_ray_process_routes_http_to_a_closed_loopback_port(service):
+    """Ray's dashboard probes cloud metadata addresses at start; with this environment those
+    requests go to 127.0.0.1:9, where nothing listens, and never leave the machine."""
+    procs = []
+    for pid in _descendants(os.getpid()):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            env = dict(kv.split("=", 1) for kv in
+                       Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+                       if "=" in kv)
+        except OSError:
+            continue
+        procs.append((cmd, env))
+    assert any("gcs_server" in cmd for cmd, _ in procs) and any("raylet" in cmd for cmd, _ in procs)
+    for cmd, env in procs:
+        assert env.get("http_proxy") == CLOSED_PROXY and env.get("HTTPS_PROXY") == CLOSED_PROXY, cmd
+        assert "127.0.0.1" in env.get("no_proxy", ""), cmd
+        assert env.get("RAY_USAGE_STATS_ENABLED") == "0", cmd
+
+
+def test_serve_config_builds_the_app():
+    doc = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    app_cfg = doc["applications"][0]
+    assert app_cfg["import_path"] == "actors.app:build_app"
+    assert build_app(app_cfg["args"]) is not None
+    settings = Settings.load(app_cfg["args"]["settings"])
+    assert settings.asr_model == "base" and settings.micro_target_s == 3.0
+
+
+def test_bad_config_is_rejected_at_deploy_time():
+    with pytest.raises(ValueError, match="colour"):
+        build_app({"settings": {"colour": "blue"}})
+    with pytest.raises(ValueError, match="unknown app args"):
+        build_app({"asr_model": "base"})
+    with pytest.raises(ValueError, match="micro_target_s"):
+        build_app({"settings": {"micro_target_s": -1}})
+
+
+def test_environment_overrides_config(monkeypatch):
+    monkeypatch.setenv("MANTA_ASR_MODEL", "tiny.en")
+    assert Settings.load({"asr_model": "base"}).asr_model == "tiny.en"
