@@ -117,8 +117,16 @@ class WhisperASR:
         segments, info = self.model.transcribe(
             audio, language=self.language, beam_size=self.beam_size, word_timestamps=True,
             condition_on_previous_text=False, vad_filter=False, initial_prompt=prompt)
-        words = [Word(w.word, float(w.start), float(w.end), float(w.probability))
-                 for seg in segments for w in (seg.words or [])]
+        words: list[Word] = []
+        for seg in segments:
+            for w in seg.words or []:
+                if words and not any(ch.isalnum() for ch in w.word):
+                    # Whisper sometimes emits a lone " ." as a word: fold it into the word it ends,
+                    # or it would fake a sentence end and pile up in the next prompt.
+                    prev = words[-1]
+                    words[-1] = Word(prev.text + w.word.strip(), prev.start, float(w.end), prev.probability)
+                elif any(ch.isalnum() for ch in w.word):
+                    words.append(Word(w.word, float(w.start), float(w.end), float(w.probability)))
         if self.language is None and words:
             self.language = info.language  # one detection per stream: cheaper and stable
         return words

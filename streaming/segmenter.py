@@ -63,10 +63,10 @@ class MicroSegmenter:
             first, last = self._words[0], self._words[-1]
             dur = last.end - first.start
             strength = _strength(last)
-            if (strength == 2 and dur >= 0.4 * self.target) or (strength == 1 and dur >= self.target):
-                out.append(self._close(len(self._words)))
-            elif dur > self.max and len(self._words) > 1:
+            if dur > self.max and len(self._words) > 1:  # before punctuation: max_s is a promise
                 out.append(self._close(self._best_cut()))
+            elif (strength == 2 and dur >= 0.4 * self.target) or (strength == 1 and dur >= self.target):
+                out.append(self._close(len(self._words)))
             else:
                 break
         return out

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import av
 import numpy as np
@@ -58,7 +58,7 @@ def parse_source(text: str) -> SourceSpec:
         return _file_spec(text)
     scheme = text.split("://", 1)[0].lower()
     if scheme == "file":
-        return _file_spec(urlparse(text).path)
+        return _file_spec(unquote(urlparse(text).path))
     if scheme not in LIVE_SCHEMES:
         raise SourceError(f"unsupported scheme '{scheme}://'; use a file path, file://, or one of "
                           + ", ".join(s + "://" for s in LIVE_SCHEMES))
