@@ -20,6 +20,7 @@ import numpy as np
 from .records import SAMPLE_RATE, AudioChunk, Word
 
 PAD_S = 0.2  # audio kept around speech so Whisper hears word onsets and endings
+WINDOW_S = 29.5  # Whisper hears 30 s per encoder pass; a longer piece costs a second, mostly empty one
 VAD_OVERLAP_S = 1.0  # re-examined audio, so an utterance crossing a check boundary is seen whole
 
 
@@ -104,18 +105,27 @@ class IncrementalTranscriber:
             keep = 0 if final else min(len(buf), self.pad)
             self._advance(len(buf) - keep)
             return []
+        limit = max(0, spans[0][0] - self.pad) + int(WINDOW_S * SAMPLE_RATE)
         if final:
+            if len(buf) > limit:  # more than one window left: finish it piece by piece
+                return self._commit(spans[0][0], limit, hold_tail=True) + self._step(final=True)
             return self._commit(spans[0][0], len(buf), hold_tail=False)
         # The last pause after enough speech ends the longest piece we can finish now.
-        cut = None
+        cut = silent_until = None
         for i, (_, end) in enumerate(spans):
             next_start = spans[i + 1][0] if i + 1 < len(spans) else len(buf)
-            if next_start - end >= self.min_silence and end - spans[0][0] >= self.min_piece:
-                cut = min(end + self.pad, next_start)
+            candidate = min(end + self.pad, next_start)
+            if (next_start - end >= self.min_silence and end - spans[0][0] >= self.min_piece
+                    and candidate <= limit):
+                cut, silent_until = candidate, next_start
         if cut is not None:
-            return self._commit(spans[0][0], cut, hold_tail=False)
-        if len(buf) >= self.max_samples:
-            return self._commit(spans[0][0], len(buf), hold_tail=True)
+            buf_t0 = self._buf_t0
+            words = self._commit(spans[0][0], cut, hold_tail=False)
+            # No speech before the next onset: say so, so a finished sentence need not wait for it.
+            self.committed_until = max(self.committed_until, buf_t0 + silent_until / SAMPLE_RATE)
+            return words
+        if len(buf) >= self.max_samples or len(buf) > limit:
+            return self._commit(spans[0][0], min(len(buf), limit), hold_tail=True)
         if spans[0][0] > self.pad:  # drop leading silence so the buffer holds speech only
             self._advance(spans[0][0] - self.pad)
         return []
