@@ -7,6 +7,7 @@ questions, fans searches out to the streams and merges what comes back.
 
 
 import asyncio
+import functools
 import logging
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -79,6 +80,13 @@ class MantaApi:
         self.settings = Settings.load(settings)
         self.embedder = TextEmbedder(self.settings.embed_model, threads=self.settings.torch_threads)
         self.streams = StreamDirectory(self.settings)
+        # Monitoring dashboards re-ask the same questions on a timer: embed each text once.
+        self._question_vector = functools.lru_cache(maxsize=1024)(self._embed)
+
+    def _embed(self, question: str):
+        vector = self.embedder.encode([question])[0]
+        vector.setflags(write=False)  # shared by every later request for the same text
+        return vector
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
@@ -135,7 +143,7 @@ class MantaApi:
         if missing:
             raise HTTPException(404, detail=f"unknown stream(s): {', '.join(missing)}")
         k = req.k or self.settings.max_evidence
-        vector = (await run_in_threadpool(self.embedder.encode, [req.question]))[0]
+        vector = await run_in_threadpool(self._question_vector, " ".join(req.question.split()))
         handles = [await self.streams.resolve(s) for s in wanted]
         results = await asyncio.gather(
             *(asyncio.wait_for(_await(h.search.remote(vector, k, req.start, req.end)),
