@@ -80,10 +80,11 @@ class StreamPipeline:
 
     def start(self) -> None:
         self._set(state="connecting" if self.spec.live else "ingesting")
-        for target, name in ((self._read, "reader"), (self._work, "worker")):
-            t = threading.Thread(target=target, name=f"manta-{self.id}-{name}", daemon=True)
+        self._reader = threading.Thread(target=self._read, name=f"manta-{self.id}-reader", daemon=True)
+        self._worker = threading.Thread(target=self._work, name=f"manta-{self.id}-worker", daemon=True)
+        self._threads = [self._reader, self._worker]
+        for t in self._threads:
             t.start()
-            self._threads.append(t)
 
     def stop(self) -> None:
         """Stop ingesting; what is indexed stays searchable."""
@@ -141,7 +142,13 @@ class StreamPipeline:
             log.exception("reader of stream %s crashed", self.id)
             self._fail(f"source reader crashed: {type(exc).__name__}: {exc}")
         finally:
-            self._queue.put(_END)
+            while True:  # the worker always drains, so this put succeeds unless the worker died
+                try:
+                    self._queue.put(_END, timeout=1.0)
+                    break
+                except queue.Full:
+                    if not self._worker.is_alive():
+                        break
 
     def _load(self) -> None:
         asr, self.embedder = self._load_models()
@@ -160,7 +167,10 @@ class StreamPipeline:
                 try:
                     item = self._queue.get(timeout=0.5)
                 except queue.Empty:
-                    if self._stop.is_set():
+                    # Stopping still drains: the reader ends with _END, and what was received up to
+                    # the stop is transcribed and indexed. Only a dead reader ends the loop here.
+                    if not self._reader.is_alive() and self._queue.empty():
+                        self._finish()
                         break
                     continue
                 if item is _END:
