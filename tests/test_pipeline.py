@@ -32,12 +32,9 @@ def test_file_ingest_is_searchable_with_times(models):
     assert snap["state"] == "finished" and snap["media_seconds"] == pytest.approx(11.0, abs=0.1)
     assert snap["committed_seconds"] == snap["media_seconds"] and snap["lag_s"] == 0.0
     assert snap["segments"] == len(pipe.segments()) >= 2 and 0 < snap["rtf"] < 1.0
-    vector = pipe.embedder.encode(["ask not what your country can do for you"])[0]
+    vector = pipe.embedder.encode(["my fellow Americans"])[0]
     seg, score = pipe.search(vector, 1)[0]
-    # tiny.en writes no punctuation, so the phrase may be split at Kennedy's pause after "ask not";
-    # either way the best hit lies in the phrase's span (≈2.1–7.4 s).
-    assert seg.t0 < 7.5 and seg.t1 > 2.0 and "your country" in normalise(seg.text) or \
-        "ask not" in normalise(seg.text), seg
+    assert "fellow americans" in normalise(seg.text) and 0 <= seg.t0 < seg.t1 <= 3.0, seg
     # Segments tile the speech in order, each word once.
     words = [w for s in pipe.segments() for w in s.words]
     assert [w.start for w in words] == sorted(w.start for w in words)
