@@ -27,6 +27,9 @@ LOCAL_ENV = {
     "https_proxy": CLOSED_PROXY, "HTTPS_PROXY": CLOSED_PROXY,
     "no_proxy": "localhost,127.0.0.1,::1", "NO_PROXY": "localhost,127.0.0.1,::1",
     "RAY_USAGE_STATS_ENABLED": "0",
+    # Ray's single-machine mode: keep every Ray address on 127.0.0.1 (otherwise Ray swaps loopback
+    # for the interface address it finds by routing towards 8.8.8.8).
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
 }
 # Models come from installed packages; any hub lookup would be a bug, so make it fail fast.
 OFFLINE_ENV = {
@@ -65,12 +68,18 @@ def prepare_environment(local: bool) -> None:
 
 def start_ray(settings: Settings) -> None:
     """Join ``settings.ray_address`` or start a private local Ray instance."""
+    local = not settings.ray_address
+    prepare_environment(local)  # before Ray is imported: it reads some of these at import time
     import ray
 
     if ray.is_initialized():
         return
-    local = not settings.ray_address
-    prepare_environment(local)
+    if local:
+        # Ray was imported before the environment was set (a test run, an embedding app): apply
+        # single-machine mode to the live constant too, or the driver announces its eth0 address.
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
     started = time.monotonic()
     if local:
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", namespace=settings.namespace,

@@ -11,6 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from actors.runtime import prepare_environment
+
+# Before any test module imports Ray: a local Ray on loopback only, nothing sent off the machine.
+prepare_environment(local=True)
+
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +53,8 @@ def test_every_ray_process_routes_http_to_a_closed_loopback_port(service):
         procs.append((cmd, env))
     assert any("gcs_server" in cmd for cmd, _ in procs) and any("raylet" in cmd for cmd, _ in procs)
     for cmd, env in procs:
+        if cmd.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")):
+            continue  # Ray starts its agents with proxy variables removed: the trace test covers them
         assert env.get("http_proxy") == CLOSED_PROXY and env.get("HTTPS_PROXY") == CLOSED_PROXY, cmd
         assert "127.0.0.1" in env.get("no_proxy", ""), cmd
         assert env.get("RAY_USAGE_STATS_ENABLED") == "0", cmd
@@ -75,3 +81,37 @@ def test_bad_config_is_rejected_at_deploy_time():
 def test_environment_overrides_config(monkeypatch):
     monkeypatch.setenv("MANTA_ASR_MODEL", "tiny.en")
     assert Settings.load({"asr_model": "base"}).asr_model == "tiny.en"
+
+
+TRACED_START = """
+import httpx
+from actors import runtime
+from streaming.settings import Settings
+s = Settings(port={port})
+runtime.start_ray(s)
+url = runtime.deploy(s)
+assert httpx.get(url + "/healthz", trust_env=False).status_code == 200
+runtime.shutdown(s)
+"""
+
+
+@pytest.mark.slow
+def test_a_manta_start_connects_to_loopback_only(tmp_path):
+    """Trace every connect/send of Manta's start (driver, GCS, raylet, dashboard, agents, Serve):
+    every inet destination must be loopback; metadata probes end at the closed proxy port."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed (apt-get install strace) — the environment test still runs")
+    from conftest import free_port
+
+    log = tmp_path / "trace.log"
+    code = TRACED_START.format(port=free_port())
+    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", str(log),
+                        sys.executable, "-c", code], capture_output=True, text=True, timeout=240,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    trace = log.read_text()
+    v4 = set(re.findall(r'inet_addr\("([0-9.]+)"\)', trace))
+    v6 = set(re.findall(r'inet_pton\(AF_INET6, "([^"]+)"', trace))
+    assert v4 and v4 <= {"127.0.0.1"}, v4
+    assert v6 <= {"::1", "::ffff:127.0.0.1"}, v6
+    assert "htons(53)" not in trace  # no DNS lookups either
