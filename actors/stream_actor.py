@@ -13,6 +13,7 @@ import secrets
 
 import ray
 
+from streaming.index import set_search_threads
 from streaming.pipeline import StreamPipeline
 from streaming.records import Evidence
 from streaming.settings import Settings
@@ -50,6 +51,7 @@ class StreamActor:
     def __init__(self, stream_id: str, name: str, source: str, settings: dict):
         configure_logging()
         self.settings = Settings.load(settings)
+        set_search_threads(self.settings.faiss_threads)
         self.pipeline: StreamPipeline | None = None
         self.id, self.name, self.source = stream_id, name, source
         self._error: str | None = None

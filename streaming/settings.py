@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +30,7 @@ class Settings(BaseSettings):
                             description="assembled models and the generated demo")
     stream_num_cpus: float = Field(0.1, ge=0, description="Ray CPUs reserved per stream actor")
     torch_threads: int = Field(1, ge=1, description="intra-op threads for torch models in each actor")
+    faiss_threads: int = Field(1, ge=1, description="OpenMP threads for FAISS searches in each actor")
 
     # Speech recognition
     asr_model: str = Field("base", description="'base', 'tiny.en' or a local CTranslate2 Whisper folder")
@@ -66,6 +67,18 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        # Checked here so a bad combination fails at deploy time, not when a stream starts.
+        for piece, buffer in (("asr_min_piece_s", "asr_max_buffer_s"),
+                              ("asr_live_min_piece_s", "asr_live_max_buffer_s")):
+            if getattr(self, piece) > getattr(self, buffer):
+                raise ValueError(f"{piece} must not exceed {buffer}")
+        shortest = min(self.asr_max_buffer_s, self.asr_live_max_buffer_s)
+        if self.asr_tail_hold_s >= shortest / 2:
+            raise ValueError("asr_tail_hold_s must be less than half of the smaller ASR buffer")
+        return self
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -140,10 +140,10 @@ class IncrementalTranscriber:
         if hold_tail:
             limit = offset + len(piece) / SAMPLE_RATE - self.tail_hold
             kept = [w for w in words if w.end <= limit]
-            if kept:
-                words = kept
-                cut = int(round((words[-1].end - self._buf_t0) * SAMPLE_RATE))
-            # else: one unbroken word-less stretch; commit it all rather than loop on it forever
+            kept_cut = int(round((kept[-1].end - self._buf_t0) * SAMPLE_RATE)) if kept else 0
+            if kept_cut > start + self.pad:  # must advance, or the same piece comes back forever
+                words, cut = kept, kept_cut
+            # else: nothing usable to hold back at; commit it all rather than loop on it
         self._advance(min(cut, len(self._buf)))
         if words:
             text = (self._context + "".join(w.text for w in words)).strip()

@@ -115,3 +115,11 @@ def test_a_manta_start_connects_to_loopback_only(tmp_path):
     assert v4 and v4 <= {"127.0.0.1"}, v4
     assert v6 <= {"::1", "::ffff:127.0.0.1"}, v6
     assert "htons(53)" not in trace  # no DNS lookups either
+
+
+def test_inconsistent_asr_settings_fail_at_load():
+    with pytest.raises(ValueError, match="asr_min_piece_s must not exceed asr_max_buffer_s"):
+        Settings.load({"asr_max_buffer_s": 10})
+    with pytest.raises(ValueError, match="asr_tail_hold_s"):
+        Settings.load({"asr_live_max_buffer_s": 2.5})
+    assert Settings.load({"asr_max_buffer_s": 10, "asr_min_piece_s": 5}).asr_min_piece_s == 5
