@@ -103,6 +103,7 @@ class WhisperASR:
         except Exception as exc:  # noqa: BLE001 - CTranslate2 raises plain RuntimeError/ValueError
             raise ModelError(f"cannot load Whisper model from {self.path}: {exc}") from exc
         self.beam_size = beam_size
+        self._detected: str | None = None
         self.language = language if model != "tiny.en" else "en"
         self.vad = VadOptions(min_silence_duration_ms=int(min_silence_s * 1000), speech_pad_ms=200)
 
@@ -114,9 +115,52 @@ class WhisperASR:
 
     def transcribe(self, audio: np.ndarray, prompt: str | None = None) -> list[Word]:
         """Words with times relative to the start of ``audio``. Fixes the language after first use."""
+        return self._words(self._decode(audio, prompt))
+
+    def transcribe_window(self, audio: np.ndarray, prompt: str | None = None,
+                          one_window: bool = True) -> tuple[list[Word], bool]:
+        """Like :meth:`transcribe` but with at most one 30 s encoder pass; returns (words, complete).
+
+        When Whisper ends a window before the audio does, faster-whisper seeks back and pays a whole
+        extra encoder pass for the leftover second or two. A streaming caller does better to keep
+        that leftover and send it along with the next piece: ``complete`` is False when it should.
+        """
+        if self.language is None or not one_window:  # language detection costs a pass of its own
+            return self.transcribe(audio, prompt), True
+        passes = 0
+        real_encode = self.model.encode
+        shadowed = self.model.__dict__.get("encode")  # an outer wrapper (a benchmark's counter)
+
+        def one_window(features):
+            nonlocal passes
+            passes += 1
+            if passes > 1:
+                raise _SecondWindow
+            return real_encode(features)
+
+        self.model.encode = one_window  # faster-whisper calls self.encode per window
+        segments = []
+        try:
+            for seg in self._decode(audio, prompt):
+                segments.append(seg)
+        except _SecondWindow:
+            pass
+        finally:
+            if shadowed is None:
+                del self.model.encode
+            else:
+                self.model.encode = shadowed
+        return self._words(segments), passes <= 1
+
+    def _decode(self, audio: np.ndarray, prompt: str | None):
         segments, info = self.model.transcribe(
             audio, language=self.language, beam_size=self.beam_size, word_timestamps=True,
             condition_on_previous_text=False, vad_filter=False, initial_prompt=prompt)
+        if self.language is None:
+            self._detected = info.language
+        return segments
+
+    def _words(self, segments) -> list[Word]:
         words: list[Word] = []
         for seg in segments:
             for w in seg.words or []:
@@ -128,5 +172,9 @@ class WhisperASR:
                 elif any(ch.isalnum() for ch in w.word):
                     words.append(Word(w.word, float(w.start), float(w.end), float(w.probability)))
         if self.language is None and words:
-            self.language = info.language  # one detection per stream: cheaper and stable
+            self.language = self._detected  # one detection per stream: cheaper and stable
         return words
+
+
+class _SecondWindow(Exception):
+    """Raised inside faster-whisper's window loop to stop before a second encoder pass."""

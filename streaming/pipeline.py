@@ -40,7 +40,7 @@ def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
         return dict(max_buffer_s=settings.asr_live_max_buffer_s, min_piece_s=settings.asr_live_min_piece_s,
                     check_every_s=0.5)
     return dict(max_buffer_s=settings.asr_max_buffer_s, min_piece_s=settings.asr_min_piece_s,
-                check_every_s=settings.asr_check_every_s)
+                check_every_s=settings.asr_check_every_s, one_window=True)
 
 
 ModelLoader = Callable[[], tuple[SpeechRecognizer, Embedder]]

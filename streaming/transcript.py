@@ -27,13 +27,14 @@ VAD_OVERLAP_S = 1.0  # re-examined audio, so an utterance crossing a check bound
 class SpeechRecognizer(Protocol):
     def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]: ...
 
-    def transcribe(self, audio: np.ndarray, prompt: str | None = None) -> list[Word]: ...
+    def transcribe_window(self, audio: np.ndarray, prompt: str | None = None,
+                          one_window: bool = True) -> tuple[list[Word], bool]: ...
 
 
 class IncrementalTranscriber:
     def __init__(self, asr: SpeechRecognizer, *, max_buffer_s: float = 15.0,
                  min_piece_s: float = 2.0, min_silence_s: float = 0.5, tail_hold_s: float = 1.5,
-                 check_every_s: float = 1.0, prompt_chars: int = 200):
+                 check_every_s: float = 1.0, prompt_chars: int = 200, one_window: bool = False):
         if not 2.0 <= max_buffer_s <= 30.0:
             raise ValueError("max_buffer_s must be within [2, 30] (Whisper sees 30 s at most)")
         if not 0.0 <= min_piece_s <= max_buffer_s:
@@ -45,6 +46,8 @@ class IncrementalTranscriber:
         self.min_piece = int(min_piece_s * SAMPLE_RATE)
         self.min_silence = int(min_silence_s * SAMPLE_RATE)
         self.prompt_chars = prompt_chars
+        # Recorded files: leftovers wait for the next piece (efficiency). Live: finish each piece now.
+        self.one_window = one_window
         self._context = ""  # recent committed text, Whisper's prompt for continuity across cuts
         self.tail_hold = tail_hold_s
         self.check_every = int(check_every_s * SAMPLE_RATE)
@@ -106,10 +109,13 @@ class IncrementalTranscriber:
             self._advance(len(buf) - keep)
             return []
         limit = max(0, spans[0][0] - self.pad) + int(WINDOW_S * SAMPLE_RATE)
-        if final:
-            if len(buf) > limit:  # more than one window left: finish it piece by piece
-                return self._commit(spans[0][0], limit, hold_tail=True) + self._step(final=True)
-            return self._commit(spans[0][0], len(buf), hold_tail=False)
+        if final:  # finish everything, piece by piece while progress is made
+            before = len(buf)
+            words = (self._commit(spans[0][0], limit, hold_tail=True) if before > limit
+                     else self._commit(spans[0][0], before, hold_tail=False))
+            if 0 < len(self._buf) < before:
+                words += self._step(final=True)
+            return words
         # The last pause after enough speech ends the longest piece we can finish now.
         cut = silent_until = None
         for i, (_, end) in enumerate(spans):
@@ -135,8 +141,15 @@ class IncrementalTranscriber:
         piece = self._buf[start:cut]
         offset = self._buf_t0 + start / SAMPLE_RATE
         self.transcribed_seconds += len(piece) / SAMPLE_RATE
-        words = [Word(w.text, offset + w.start, offset + w.end, w.probability)
-                 for w in self.asr.transcribe(piece, prompt=self._context or None)]
+        raw, complete = self.asr.transcribe_window(piece, prompt=self._context or None,
+                                                   one_window=self.one_window)
+        words = [Word(w.text, offset + w.start, offset + w.end, w.probability) for w in raw]
+        if not complete and words:
+            # Whisper stopped short of the piece's end: keep the rest for the next piece rather than
+            # pay a second encoder pass for it now.
+            resume = int(round((words[-1].end - self._buf_t0) * SAMPLE_RATE))
+            if resume > start + self.pad:
+                cut = min(cut, resume)
         if hold_tail:
             limit = offset + len(piece) / SAMPLE_RATE - self.tail_hold
             kept = [w for w in words if w.end <= limit]

@@ -221,3 +221,22 @@ def test_endless_stream_stays_bounded_and_keeps_committing(asr: WhisperASR, endl
     speech_s = sum(b[1] - b[0] for b in bursts)
     assert tr.transcribed_seconds <= 1.6 * speech_s + 2.0  # silence and noise are not transcribed
     assert tr.committed_until >= STREAM_S - 2.0
+
+
+def test_file_profile_keeps_whisper_leftovers_for_the_next_piece(asr):
+    """One encoder pass per piece: what Whisper leaves undecoded rides along with the next piece,
+    so nothing is lost, the last words included (the flush loops until the buffer is empty)."""
+    path = media("manifesto_audiobook_titlecard.mp4")
+    tr = IncrementalTranscriber(asr, max_buffer_s=30, min_piece_s=20, one_window=True)
+    words, media_s = [], 0.0
+    for chunk in MediaSource(parse_source(str(path)), frame_fps=0):
+        media_s = chunk.t1
+        words += tr.push(chunk)
+    words += tr.flush()
+    text = _norm("".join(w.text for w in words))
+    for phrase in ("public domain", "haunting europe", "holy alliance", "danish"):
+        assert phrase in text, phrase
+    starts = [w.start for w in words]
+    assert starts == sorted(starts)
+    assert tr.buffered_seconds == 0.0
+    assert tr.transcribed_seconds <= 1.3 * media_s
