@@ -22,7 +22,7 @@ from streaming.answer import extractive_answer, merge_evidence
 from streaming.settings import Settings
 from streaming.sources import SourceError, open_container, parse_source
 
-from .directory import StreamDirectory
+from .directory import StreamDirectory, wait_ref
 from .runtime import configure_logging, prepare_environment
 
 log = logging.getLogger("manta.app")
@@ -61,10 +61,6 @@ class QueryRequest(BaseModel):
 
 
 # Helpers sit above the deployment: Serve ships the class by value and resolves names there.
-async def _await(ref):
-    return await ref
-
-
 def _probe_file(spec, settings: Settings) -> None:
     open_container(spec, settings.open_timeout_s, settings.read_timeout_s).close()
 
@@ -146,7 +142,7 @@ class MantaApi:
         vector = await run_in_threadpool(self._question_vector, " ".join(req.question.split()))
         handles = [await self.streams.resolve(s) for s in wanted]
         results = await asyncio.gather(
-            *(asyncio.wait_for(_await(h.search.remote(vector, k, req.start, req.end)),
+            *(asyncio.wait_for(wait_ref(h.search.remote(vector, k, req.start, req.end)),
                                self.settings.query_timeout_s) for h in handles),
             return_exceptions=True)
         found, warnings = [], []
@@ -174,5 +170,3 @@ def build_app(args: dict[str, Any] | None = None):
     Settings.load(settings)  # fail at deploy time on a bad config, not in a replica
     return MantaApi.bind(settings)
 
-
-app = build_app

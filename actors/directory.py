@@ -70,7 +70,7 @@ class StreamDirectory:
     async def status(self, stream_id: str) -> dict:
         handle = await self.resolve(stream_id)
         try:
-            return await asyncio.wait_for(_wait(handle.status.remote()), STATUS_TIMEOUT_S)
+            return await asyncio.wait_for(wait_ref(handle.status.remote()), STATUS_TIMEOUT_S)
         except asyncio.TimeoutError:
             # Not scheduled yet (no free CPU) or still loading its models.
             return {"id": stream_id, "state": "pending",
@@ -83,5 +83,6 @@ class StreamDirectory:
         return list(await asyncio.gather(*(self.status(s) for s in ids)))
 
 
-async def _wait(ref):
+async def wait_ref(ref):
+    """An ObjectRef as a coroutine, so asyncio.wait_for can bound it."""
     return await ref

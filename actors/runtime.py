@@ -15,7 +15,6 @@ import logging
 import os
 import sys
 import time
-from typing import Any
 
 from streaming.settings import Settings
 
@@ -91,15 +90,14 @@ def start_ray(settings: Settings) -> None:
              "local" if local else settings.ray_address)
 
 
-def deploy(settings: Settings, overrides: dict[str, Any] | None = None) -> str:
+def deploy(settings: Settings) -> str:
     """Start Serve on settings.host:port and deploy the Manta app; return its base URL."""
     from ray import serve
 
     from .app import build_app
 
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    app_settings = settings.model_dump(mode="json") | (overrides or {})
-    serve.run(build_app({"settings": app_settings}), name=APP_NAME, route_prefix="/",
+    serve.run(build_app({"settings": settings.model_dump(mode="json")}), name=APP_NAME, route_prefix="/",
               blocking=False)
     return settings.url
 

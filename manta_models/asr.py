@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streaming.records import SAMPLE_RATE, Word
+from streaming.records import Word
 
 from .packaged import ModelError, package_dir
 
@@ -82,8 +82,6 @@ def _device(requested: str) -> str:
 
 class WhisperASR:
     """The speech recogniser the stream pipeline drives: VAD spans plus word-timed transcripts."""
-
-    sample_rate = SAMPLE_RATE
 
     def __init__(self, model: str = "base", *, cache_dir: Path | None = None, device: str = "auto",
                  compute_type: str = "int8", threads: int = 2, beam_size: int = 1,
