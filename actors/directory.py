@@ -59,7 +59,7 @@ class StreamDirectory:
         try:
             handle = StreamActor.options(
                 name=actor_name(stream_id), namespace=self.settings.namespace, lifetime="detached",
-                num_cpus=self.settings.stream_num_cpus).remote(
+                num_cpus=self.settings.stream_num_cpus, max_restarts=self.settings.stream_restarts).remote(
                 stream_id, name or stream_id, source, settings)
         except ValueError:  # Ray: the name is taken (a concurrent request won)
             raise KeyError(f"a stream named '{stream_id}' already exists") from None

@@ -1,8 +1,10 @@
-"""One Ray actor per stream: owns its source, recogniser, embedder and index writer.
+"""One Ray actor per stream: owns its source, models, stream-model state and index writer.
 
 The actor is named and detached, so any API replica can find it and it outlives the replica that
 created it. Its methods run in a thread pool (max_concurrency) so searches and status calls are
-answered while the ingest threads work.
+answered while the ingest threads work. Every commit is checkpointed to the stream's SQLite file;
+when Ray restarts a crashed actor (max_restarts), it reloads that file and resumes the source
+from the last commit, with the Mamba state exactly as it was.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from pathlib import Path
 
 import ray
 
@@ -18,6 +21,7 @@ from streaming.pipeline import StreamPipeline
 from streaming.records import Evidence
 from streaming.settings import Settings
 from streaming.sources import SourceError, parse_source
+from streaming.store import StreamStore
 
 from .runtime import configure_logging
 
@@ -46,33 +50,37 @@ def actor_name(stream_id: str) -> str:
     return ACTOR_PREFIX + stream_id
 
 
-@ray.remote(max_concurrency=16, max_restarts=0)
+def store_path(data_dir: Path, stream_id: str) -> Path:
+    return Path(data_dir) / "streams" / f"{stream_id}.sqlite"
+
+
+@ray.remote(max_concurrency=16)
 class StreamActor:
     def __init__(self, stream_id: str, name: str, source: str, settings: dict):
+        from manta_models.loader import ModelSet
+
         configure_logging()
         self.settings = Settings.load(settings)
         set_search_threads(self.settings.faiss_threads)
         self.pipeline: StreamPipeline | None = None
         self.id, self.name, self.source = stream_id, name, source
         self._error: str | None = None
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        path = store_path(self.settings.data_dir, stream_id)
+        if not restarted and path.exists():
+            StreamStore(path).destroy()  # a new stream that reuses an old id starts empty
         try:
             spec = parse_source(source)
-            self.pipeline = StreamPipeline(stream_id, name, spec, self.settings, self._load_models)
+            self.pipeline = StreamPipeline(stream_id, name, spec, self.settings,
+                                           ModelSet(self.settings).for_stream, store=StreamStore(path))
         except SourceError as exc:
             # Stay alive to report the reason: a dead actor would only say that it died.
             self._error = str(exc)
             log.error("stream %s cannot start: %s", stream_id, exc)
-
-    def _load_models(self):
-        from manta_models.asr import WhisperASR
-        from manta_models.embed import TextEmbedder
-
-        s = self.settings
-        asr = WhisperASR(s.asr_model, cache_dir=s.cache_dir, device=s.asr_device,
-                         compute_type=s.asr_compute_type, threads=s.asr_threads,
-                         beam_size=s.asr_beam_size, language=s.language,
-                         min_silence_s=s.asr_min_silence_s)
-        return asr, TextEmbedder(s.embed_model, threads=s.torch_threads)
+        if restarted and self.pipeline is not None:
+            log.warning("stream %s restarted after a crash: resuming from its checkpoint", stream_id)
+            self.pipeline.status.notes.append("restarted after a crash")
+            self.pipeline.start()  # nobody else will: the API called start() on the first life only
 
     def start(self) -> dict:
         if self.pipeline is not None and self._error is None:
@@ -95,12 +103,16 @@ class StreamActor:
         return [Evidence(self.id, seg.t0, seg.t1, seg.text, score)
                 for seg, score in self.pipeline.search(query, k, start, end)]
 
-    def segments(self, start: float | None, end: float | None, limit: int) -> list[dict]:
+    def segments(self, start: float | None, end: float | None, limit: int,
+                 include_summary: bool = False) -> list[dict]:
         if self.pipeline is None:
             return []
         segs = self.pipeline.segments(start, end)[:limit]
         return [{"seq": s.seq, "start": s.t0, "end": s.t1, "text": s.text, "ingested_wall": s.wall,
-                 "words": [{"text": w.text, "start": w.start, "end": w.end} for w in s.words]}
+                 "words": [{"text": w.text, "start": w.start, "end": w.end} for w in s.words],
+                 "surprise": s.surprise, "surprise_raw": s.surprise_raw, "novelty": s.novelty,
+                 "boundary": s.boundary,
+                 "coherence": s.coherence} | ({"summary": list(s.summary)} if include_summary else {})
                 for s in segs]
 
     def import_segments(self, segments: list, vectors) -> int:

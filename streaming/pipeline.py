@@ -1,4 +1,5 @@
-"""One stream's ingest: source → transcriber → micro segments → embeddings → index.
+"""One stream's ingest: source → transcriber → micro segments → fused features → stream model
+(surprise, boundaries) → embeddings → index → checkpoint.
 
 Two threads: a reader that decodes into a bounded queue (so a slow recogniser applies backpressure
 to a file and a live socket's own buffer absorbs bursts), and a worker that turns audio into
@@ -12,16 +13,19 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import numpy as np
 
+from .features import SegmentFeatures, SignalWindow
 from .index import SegmentIndex
-from .records import AudioChunk, MicroSegment, StreamStatus
+from .novelty import SurpriseTracker, feature_distance
+from .records import AudioChunk, MicroSegment, StreamStatus, VideoFrame
 from .segmenter import MicroSegmenter
 from .settings import Settings
 from .sources import CHUNK_SECONDS, MediaSource, SourceError, SourceSpec
+from .store import Checkpoint, StreamStore
 from .transcript import IncrementalTranscriber, SpeechRecognizer
 
 log = logging.getLogger("manta.pipeline")
@@ -34,6 +38,28 @@ class Embedder(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
+class FrameEmbedder(Protocol):
+    def encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list]: ...
+
+
+class Stepper(Protocol):
+    """One stream's recurrent model state (manta_models.stream_model.StreamStepper)."""
+
+    def step(self, blocks: dict[str, np.ndarray | None]) -> Any: ...
+
+    def state_dict(self) -> dict[str, np.ndarray]: ...
+
+    def load_state_dict(self, d: dict[str, np.ndarray]) -> None: ...
+
+
+@dataclass
+class Models:
+    asr: SpeechRecognizer
+    embedder: Embedder
+    vision: FrameEmbedder | None = None  # frames are not decoded without it
+    stepper: Stepper | None = None  # the stream model, with this stream's state
+
+
 def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
     """Live or real-time-paced streams trade ASR efficiency for freshness; files do the opposite."""
     if live_paced:
@@ -43,7 +69,7 @@ def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
                 check_every_s=settings.asr_check_every_s, one_window=True)
 
 
-ModelLoader = Callable[[], tuple[SpeechRecognizer, Embedder]]
+ModelLoader = Callable[[], Models]
 
 
 class StreamPipeline:
@@ -51,26 +77,56 @@ class StreamPipeline:
     packets queued) while models load, and a dead URL fails within its open timeout."""
 
     def __init__(self, stream_id: str, name: str, spec: SourceSpec, settings: Settings,
-                 load_models: ModelLoader, clock: Callable[[], float] = time.time):
+                 load_models: ModelLoader, clock: Callable[[], float] = time.time,
+                 store: StreamStore | None = None):
         self.id, self.spec, self.settings = stream_id, spec, settings
         self._load_models = load_models
         self.clock = clock
         self.status = StreamStatus(id=stream_id, name=name, source=spec.display, live=spec.live,
                                    started_wall=clock())
         self.index: SegmentIndex | None = None  # created once the embedder's width is known
-        self.embedder: Embedder | None = None
+        self.models: Models | None = None
         self.transcriber: IncrementalTranscriber | None = None
+        self.store = store
+        # A restarted stream picks up from its last commit: segments, model state, source position.
+        self.restored = store.load(stream_id) if store is not None else None
+        cp = self.restored.checkpoint if self.restored else None
+        resume_t = cp.resume_t if cp else 0.0
         self._ready = threading.Event()
         self._stop = threading.Event()
-        # Frames are not decoded until a visual stage consumes them: decoding them would be waste.
+        # Frames are decoded only for a visual stage: decoding them otherwise would be waste.
+        frame_fps = settings.frame_fps if settings.visual_model != "off" else 0.0
         self.source = MediaSource(
             spec, open_timeout=settings.open_timeout_s, read_timeout=settings.read_timeout_s,
-            pace=settings.pace, frame_fps=0.0, reconnect_initial=settings.reconnect_initial_s,
-            reconnect_max=settings.reconnect_max_s, stop=self._stop, on_gap=self.status.gaps.append)
-        self.segmenter = MicroSegmenter(stream_id, target_s=settings.micro_target_s)
+            pace=settings.pace, frame_fps=frame_fps, reconnect_initial=settings.reconnect_initial_s,
+            reconnect_max=settings.reconnect_max_s, stop=self._stop, on_gap=self.status.gaps.append,
+            start_at=resume_t)
+        self.segmenter = MicroSegmenter(stream_id, target_s=settings.micro_target_s, fill_quiet=True,
+                                        start=resume_t, seq=cp.next_seq if cp else 0)
+        self.window = SignalWindow()
+        # Per-stream z-scoring of the two novelty signals; which one proposes boundaries is a setting.
+        self.trackers = {"surprise": SurpriseTracker(threshold=settings.surprise_threshold),
+                         "novelty": SurpriseTracker(threshold=settings.surprise_threshold)}
+        self._prev_blocks: dict | None = None
+        if self.restored and self.restored.features and self.restored.features[-1] is not None:
+            self._prev_blocks = self.restored.features[-1].blocks()
         self._queue: queue.Queue = queue.Queue(maxsize=max(2, int(settings.queue_seconds / CHUNK_SECONDS)))
         self._threads: list[threading.Thread] = []
         self._busy = 0.0  # seconds spent recognising, embedding and indexing
+        if cp is not None:
+            self.status.media_seconds = cp.media_seconds
+            self.status.committed_seconds = resume_t
+            self.status.notes.append(f"resumed from its checkpoint at {resume_t:.1f} s")
+
+    @property
+    def embedder(self) -> Embedder | None:
+        return self.models.embedder if self.models else None
+
+    @property
+    def resumable(self) -> bool:
+        """False when the stream had already ended before a restart: only its index comes back."""
+        cp = self.restored.checkpoint if self.restored else None
+        return cp is None or cp.info.get("state") not in ("finished", "stopped")
 
     # -- control -------------------------------------------------------------------------------
     def probe(self) -> None:
@@ -79,9 +135,15 @@ class StreamPipeline:
             self.source.probe()
 
     def start(self) -> None:
-        self._set(state="connecting" if self.spec.live else "ingesting")
-        self._reader = threading.Thread(target=self._read, name=f"manta-{self.id}-reader", daemon=True)
         self._worker = threading.Thread(target=self._work, name=f"manta-{self.id}-worker", daemon=True)
+        if not self.resumable:
+            self._set(state=self.restored.checkpoint.info["state"])
+            self._stop.set()  # the worker loads models, restores the index and ends
+            self._reader = threading.Thread(target=lambda: self._queue.put(_END), daemon=True)
+        else:
+            self._set(state="connecting" if self.spec.live else "ingesting")
+            self._reader = threading.Thread(target=self._read, name=f"manta-{self.id}-reader",
+                                            daemon=True)
         self._threads = [self._reader, self._worker]
         for t in self._threads:
             t.start()
@@ -105,7 +167,11 @@ class StreamPipeline:
 
     def search(self, query: np.ndarray, k: int, start: float | None = None,
                end: float | None = None) -> list[tuple[MicroSegment, float]]:
-        return self.index.search(query, k, start, end) if self.index is not None else []
+        if self.index is None:
+            return []
+        # Quiet segments sit in the index with a zero vector (they keep the timeline whole); they
+        # carry no text to answer with.
+        return [(s, score) for s, score in self.index.search(query, k, start, end) if s.words]
 
     def segments(self, start: float | None = None, end: float | None = None) -> list[MicroSegment]:
         return self.index.segments(start, end) if self.index is not None else []
@@ -151,13 +217,25 @@ class StreamPipeline:
                         break
 
     def _load(self) -> None:
-        asr, self.embedder = self._load_models()
+        self.models = m = self._load_models()
         live_paced = self.spec.live or self.settings.pace == "realtime"
         self.transcriber = IncrementalTranscriber(
-            asr, min_silence_s=self.settings.asr_min_silence_s,
+            m.asr, min_silence_s=self.settings.asr_min_silence_s,
             tail_hold_s=self.settings.asr_tail_hold_s,
             **transcriber_profile(self.settings, live_paced))
-        self.index = SegmentIndex(self.embedder.dim)
+        self.index = SegmentIndex(m.embedder.dim)
+        r = self.restored
+        if r is not None and r.segments:
+            zero = np.zeros(m.embedder.dim, dtype=np.float32)
+            self.index.add(r.segments, np.stack([zero if v is None else v for v in r.vectors]))
+            self.status.segments = len(self.index)
+            self.status.words = sum(len(s.words) for s in r.segments)
+        if r is not None and r.checkpoint is not None:
+            if m.stepper is not None and r.checkpoint.model:
+                m.stepper.load_state_dict(r.checkpoint.model)
+            for name, tracker in self.trackers.items():
+                if name in r.checkpoint.tracker:
+                    tracker.load_state_dict(r.checkpoint.tracker[name])
         self._ready.set()
 
     def _work(self) -> None:
@@ -179,12 +257,18 @@ class StreamPipeline:
                     self._busy += time.perf_counter() - t
                     self._progress()
                     break
+                t = time.perf_counter()
                 if isinstance(item, AudioChunk):
-                    t = time.perf_counter()
+                    self.window.add_audio(item)
                     words = self.transcriber.push(item)
                     self._index(self.segmenter.push(words, self.transcriber.committed_until), words)
-                    self._busy += time.perf_counter() - t
-                    self._progress()
+                elif isinstance(item, VideoFrame) and self.models.vision is not None:
+                    vectors, _labels = self.models.vision.encode([item.image])
+                    self.window.add_frame(item.t, vectors[0])
+                    if not self.source.progress.has_audio:  # a silent film: pictures drive time
+                        self._index(self.segmenter.push([], item.t), [])
+                self._busy += time.perf_counter() - t
+                self._progress()
         except Exception as exc:  # noqa: BLE001 - a model crash must surface, not stop silently
             log.exception("worker of stream %s crashed", self.id)
             stage = "processing" if self._ready.is_set() else "loading models"
@@ -193,23 +277,65 @@ class StreamPipeline:
 
     def _finish(self) -> None:
         words = self.transcriber.flush()
-        segments = self.segmenter.push(words, float("inf")) + self.segmenter.flush()
+        segments = self.segmenter.push(words, self.status.media_seconds) + self.segmenter.flush()
         self._index(segments, words)
         self.status.committed_seconds = self.status.media_seconds
         self._progress()
         if self.status.state not in ("failed", "stopped"):
             self._set(state="finished")
+        if self.store is not None and self.resumable:
+            self.store.update_info(state=self.status.state)
 
     def _index(self, segments: list[MicroSegment], words: list) -> None:
         self.status.words += len(words)
         if not segments:
             return
+        m = self.models
         # Own words only: measured on jfk, prefixing the previous segment made exact quotes rank
         # their neighbour first and helped paraphrased questions no more than it hurt.
-        vectors = self.embedder.encode([seg.text for seg in segments])
+        spoken = [i for i, s in enumerate(segments) if s.words]
+        encoded = m.embedder.encode([segments[i].text for i in spoken])
+        vectors: list[np.ndarray | None] = [None] * len(segments)
+        for row, i in enumerate(spoken):
+            vectors[i] = encoded[row]
         now = self.clock()
-        self.index.add([_stamped(s, now) for s in segments], vectors)
+        scored, features = [], []
+        for seg, vec in zip(segments, vectors):
+            feats = self.window.features(seg, vec)
+            scored.append(self._score(replace(seg, wall=now), feats))
+            features.append(feats)
+        zero = np.zeros(m.embedder.dim, dtype=np.float32)
+        self.index.add(scored, np.stack([zero if v is None else v for v in vectors]))
+        self.window.trim(scored[-1].t1)
         self.status.segments = len(self.index)
+        if self.store is not None:
+            self.store.commit(scored, vectors, features, self._checkpoint(scored[-1]))
+
+    def _score(self, seg: MicroSegment, feats: SegmentFeatures) -> MicroSegment:
+        blocks = feats.blocks()
+        z, boundary = {}, {}
+        change = feature_distance(self._prev_blocks, blocks)
+        self._prev_blocks = blocks
+        if change is not None:
+            z["novelty"], boundary["novelty"] = self.trackers["novelty"].update(change)
+        stepper = self.models.stepper
+        fields: dict = {}
+        if stepper is not None:
+            out = stepper.step(blocks)
+            if out.surprise is not None:
+                z["surprise"], boundary["surprise"] = self.trackers["surprise"].update(out.surprise)
+            fields = dict(surprise_raw=out.surprise, coherence=out.coherence,
+                          summary=tuple(float(x) for x in out.summary))
+        return replace(seg, surprise=z.get("surprise"), novelty=z.get("novelty"),
+                       boundary=boundary.get(self.settings.boundary_signal, False), **fields)
+
+    def _checkpoint(self, last: MicroSegment) -> Checkpoint:
+        stepper = self.models.stepper
+        return Checkpoint(
+            next_seq=self.segmenter.next_seq, resume_t=last.t1, media_seconds=self.status.media_seconds,
+            wall=self.clock(), model=stepper.state_dict() if stepper is not None else {},
+            tracker={name: t.state_dict() for name, t in self.trackers.items()},
+            info={"source": self.spec.display, "name": self.status.name, "state": self.status.state})
 
     def _progress(self) -> None:
         st = self.status
@@ -234,7 +360,3 @@ class StreamPipeline:
             return  # keep the first reason: it is the cause, later ones are consequences
         self.status.last_error = reason
         self._set(state="failed")
-
-
-def _stamped(seg: MicroSegment, wall: float) -> MicroSegment:
-    return replace(seg, wall=wall)

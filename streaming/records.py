@@ -61,6 +61,13 @@ class MicroSegment:
     t1: float
     words: tuple[Word, ...]
     wall: float = 0.0  # when it became searchable
+    # From the stream model (None/empty when it is off): surprise is z-scored per stream.
+    surprise: float | None = None
+    surprise_raw: float | None = None
+    novelty: float | None = None  # z-scored feature change since the previous segment
+    boundary: bool = False  # a proposed topic/shot boundary starts here
+    coherence: float | None = None  # agreement of what is said with what is seen
+    summary: tuple[float, ...] = ()  # compact summary of the stream state after this segment
 
     @property
     def text(self) -> str:

@@ -7,6 +7,7 @@ longest pause or stretched word), so a quoted phrase is rarely split across two 
 
 from __future__ import annotations
 
+import math
 import time
 
 from .records import MicroSegment, Word
@@ -26,7 +27,7 @@ def _strength(word: Word) -> int:
 
 class MicroSegmenter:
     def __init__(self, stream_id: str, *, target_s: float = 3.0, max_s: float | None = None,
-                 pause_s: float = 0.8):
+                 pause_s: float = 0.8, fill_quiet: bool = False, start: float = 0.0, seq: int = 0):
         if target_s <= 0:
             raise ValueError("target_s must be positive")
         self.stream_id = stream_id
@@ -34,7 +35,16 @@ class MicroSegmenter:
         self.max = max_s if max_s is not None else 2 * target_s
         self.pause = pause_s
         self._words: list[Word] = []
-        self._seq = 0
+        self._seq = seq
+        # With fill_quiet, stretches without speech become empty segments of target_s, so the
+        # stream model (and the picture) still has a step every few seconds in silence.
+        self.fill_quiet = fill_quiet
+        self._end = start  # end of the last segment
+        self._last_t0 = start
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
 
     def push(self, words: list[Word], committed_until: float) -> list[MicroSegment]:
         """Add final words; ``committed_until`` says no earlier word can still arrive."""
@@ -42,11 +52,27 @@ class MicroSegmenter:
         for word in words:
             if self._words and word.start - self._words[-1].end >= self.pause:
                 out.append(self._close(len(self._words)))
+            if not self._words:
+                out.extend(self._quiet(word.start))
             self._words.append(word)
             out.extend(self._cut_ready())
         # Silence after the last word is confirmed: do not hold a short utterance back.
         if self._words and committed_until - self._words[-1].end >= self.pause:
             out.append(self._close(len(self._words)))
+        if not self._words:
+            out.extend(self._quiet(committed_until))
+        return out
+
+    def _quiet(self, until: float) -> list[MicroSegment]:
+        out: list[MicroSegment] = []
+        if not self.fill_quiet or not math.isfinite(until):
+            return out
+        while until - self._end >= self.target:
+            out.append(MicroSegment(self.stream_id, self._seq, self._end, self._end + self.target, (),
+                                    wall=time.time()))
+            self._last_t0 = self._end
+            self._seq += 1
+            self._end += self.target
         return out
 
     @property
@@ -89,7 +115,12 @@ class MicroSegmenter:
 
     def _close(self, n: int) -> MicroSegment:
         words, self._words = self._words[:n], self._words[n:]
-        seg = MicroSegment(self.stream_id, self._seq, words[0].start, words[-1].end, tuple(words),
+        # A segment never starts before the previous one (the index is in time order), even if
+        # a word's start lies inside an earlier quiet segment.
+        t0 = max(words[0].start, self._last_t0)
+        seg = MicroSegment(self.stream_id, self._seq, t0, max(t0, words[-1].end), tuple(words),
                            wall=time.time())
+        self._last_t0 = t0
         self._seq += 1
+        self._end = max(self._end, seg.t1)
         return seg

@@ -18,6 +18,10 @@ def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "manta"
 
 
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "manta"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MANTA_", extra="forbid", validate_default=True)
 
@@ -28,6 +32,9 @@ class Settings(BaseSettings):
     namespace: str = Field("manta", description="Ray namespace of the stream actors")
     cache_dir: Path = Field(default_factory=_default_cache_dir,
                             description="assembled models and the generated demo")
+    data_dir: Path = Field(default_factory=_default_data_dir,
+                           description="segments and checkpoints of each stream (SQLite per stream)")
+    stream_restarts: int = Field(3, ge=0, description="times Ray restarts a crashed stream actor")
     stream_num_cpus: float = Field(0.1, ge=0, description="Ray CPUs reserved per stream actor")
     torch_threads: int = Field(1, ge=1, description="intra-op threads for torch models in each actor")
     faiss_threads: int = Field(1, ge=1, description="OpenMP threads for FAISS searches in each actor")
@@ -51,6 +58,15 @@ class Settings(BaseSettings):
     embed_model: str = Field("minilm", description="'minilm' or a local sentence-transformers folder")
     micro_target_s: float = Field(3.0, ge=0.5, le=30.0, description="micro segment length")
 
+    # Pictures and the stream model
+    frame_fps: float = Field(1.0, ge=0.0, le=30.0, description="frames sampled per second (0: none)")
+    visual_model: Literal["efficientnet-lite0", "off"] = Field(
+        "efficientnet-lite0", description="frame embeddings and ImageNet labels")
+    stream_model: str = Field("bundled", description="'bundled', 'off' or a file from train_stream")
+    surprise_threshold: float = Field(1.5, gt=0.0, description="z-score that proposes a boundary")
+    boundary_signal: Literal["novelty", "surprise"] = Field(
+        "novelty", description="feature change (measured better, bench/boundaries.py) or Mamba surprise")
+
     # Sources
     open_timeout_s: float = Field(5.0, gt=0.0, description="a source must answer within this")
     read_timeout_s: float = Field(5.0, gt=0.0, description="a live source silent this long reconnects")
@@ -63,7 +79,7 @@ class Settings(BaseSettings):
     max_evidence: int = Field(5, ge=1, le=100, description="evidence items per answer")
     query_timeout_s: float = Field(10.0, gt=0.0, description="a stream slower than this is skipped")
 
-    @field_validator("cache_dir", mode="after")
+    @field_validator("cache_dir", "data_dir", mode="after")
     @classmethod
     def _expand(cls, v: Path) -> Path:
         return v.expanduser()

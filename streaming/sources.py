@@ -136,7 +136,7 @@ class MediaSource:
     def __init__(self, spec: SourceSpec, *, open_timeout: float = 5.0, read_timeout: float = 5.0,
                  pace: str = "fast", frame_fps: float = 1.0, reconnect_initial: float = 0.5,
                  reconnect_max: float = 30.0, stop: threading.Event | None = None,
-                 on_gap: Callable[[Gap], None] | None = None):
+                 on_gap: Callable[[Gap], None] | None = None, start_at: float = 0.0):
         if pace not in ("fast", "realtime"):
             raise ValueError("pace must be 'fast' or 'realtime'")
         self.spec = spec
@@ -146,8 +146,13 @@ class MediaSource:
         self.stop = stop or threading.Event()
         self.on_gap = on_gap
         self.progress = SourceProgress()
+        if start_at < 0:
+            raise ValueError("start_at must not be negative")
+        # Resuming after a restart: a file seeks to start_at; a live source's media time goes on
+        # from there (it cannot rewind), so times stay monotonic across the restart.
+        self.start_at = start_at
         self._offset = 0.0  # media time where the current session starts
-        self._media_end = 0.0  # latest media time emitted
+        self._media_end = start_at  # latest media time emitted
         self._container = None
 
     def probe(self) -> None:
@@ -180,7 +185,7 @@ class MediaSource:
                 self.progress.reconnects += 1
                 outage_start = None
             else:
-                self._offset = self._media_end
+                self._offset = self._media_end if self.spec.live else 0.0
             self.progress.connected = self.progress.ever_connected = True
             delay = self.reconnect_initial
             clean_end = True
@@ -218,6 +223,11 @@ class MediaSource:
         next_frame_t = 0.0
         wall0 = time.monotonic()
         media0 = self._offset
+        skip_until = 0.0
+        if not self.spec.live and self.start_at > 0:
+            # Lands on the keyframe before start_at; what precedes start_at is decoded and dropped.
+            container.seek(int((self.start_at + (base or 0.0)) * 1e6))
+            media0 = skip_until = self.start_at
 
         def media_time(frame_time: float | None) -> float:
             nonlocal base
@@ -235,6 +245,11 @@ class MediaSource:
             chunk = AudioChunk(samples, audio_t0, time.time())
             audio_t0 += pending_n / SAMPLE_RATE
             pending, pending_n = [], 0
+            if chunk.t0 < skip_until:
+                cut = int(round((skip_until - chunk.t0) * SAMPLE_RATE))
+                if cut >= len(samples):
+                    return None
+                chunk = AudioChunk(samples[cut:], chunk.t0 + cut / SAMPLE_RATE, chunk.wall)
             return chunk
 
         def paced(chunk_end: float):
@@ -268,7 +283,7 @@ class MediaSource:
                         yield chunk
                 else:
                     t = media_time(frame.time)
-                    if t + 1e-6 < next_frame_t:
+                    if t + 1e-6 < max(next_frame_t, skip_until):
                         continue
                     next_frame_t = t + 1.0 / self.frame_fps
                     yield self._frame_record(frame, t)

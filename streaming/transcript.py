@@ -127,8 +127,10 @@ class IncrementalTranscriber:
         if cut is not None:
             buf_t0 = self._buf_t0
             words = self._commit(spans[0][0], cut, hold_tail=False)
-            # No speech before the next onset: say so, so a finished sentence need not wait for it.
-            self.committed_until = max(self.committed_until, buf_t0 + silent_until / SAMPLE_RATE)
+            # No speech before the next onset: say so, so a finished sentence need not wait for it;
+            # unless Whisper left part of the piece for the next one (its words are still to come).
+            if self._buf_t0 >= buf_t0 + (cut - 1) / SAMPLE_RATE:
+                self.committed_until = max(self.committed_until, buf_t0 + silent_until / SAMPLE_RATE)
             return words
         if len(buf) >= self.max_samples or len(buf) > limit:
             return self._commit(spans[0][0], min(len(buf), limit), hold_tail=True)

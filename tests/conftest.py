@@ -68,15 +68,17 @@ class Api:
 
 
 @pytest.fixture(scope="session")
-def service():
+def service(tmp_path_factory):
     from actors import runtime
     from streaming.settings import Settings
 
-    settings = Settings(port=free_port())
+    # A private data directory: checkpoints of earlier runs must not leak into this one.
+    settings = Settings(port=free_port(), data_dir=tmp_path_factory.mktemp("manta-data"))
     runtime.start_ray(settings)
     try:
         url = runtime.deploy(settings)
         api = Api(url)
+        api.settings = settings
         assert api.get("/healthz").json()["ok"]
         yield api
     finally:

@@ -10,7 +10,7 @@ import pytest
 from conftest import media, normalise
 from manta_models.asr import WhisperASR
 from manta_models.embed import TextEmbedder
-from streaming.pipeline import StreamPipeline
+from streaming.pipeline import Models, StreamPipeline
 from streaming.replay import replay
 from streaming.settings import Settings
 from streaming.sources import parse_source
@@ -18,7 +18,7 @@ from streaming.sources import parse_source
 
 @pytest.fixture(scope="module")
 def models():
-    models = (WhisperASR("tiny.en"), TextEmbedder())
+    models = Models(WhisperASR("tiny.en"), TextEmbedder())
     return lambda: models
 
 

@@ -1,0 +1,58 @@
+"""Build the models one stream needs from Settings; shared weights, per-stream state."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from streaming.pipeline import Models
+from streaming.settings import Settings
+
+log = logging.getLogger("manta.models")
+
+
+class ModelSet:
+    """Loads each model once per process; ``for_stream`` adds a fresh stream-model state.
+
+    Loading is lazy and locked, so the first stream pays for it and concurrent streams in one
+    process (tests, the training extractor) share the weights.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._shared: tuple | None = None
+
+    def _load(self) -> tuple:
+        from .asr import WhisperASR
+        from .embed import TextEmbedder
+
+        s = self.settings
+        asr = WhisperASR(s.asr_model, cache_dir=s.cache_dir, device=s.asr_device,
+                         compute_type=s.asr_compute_type, threads=s.asr_threads,
+                         beam_size=s.asr_beam_size, language=s.language,
+                         min_silence_s=s.asr_min_silence_s)
+        embedder = TextEmbedder(s.embed_model, threads=s.torch_threads)
+        vision = None
+        if s.visual_model != "off" and s.frame_fps > 0:
+            from .vision import VisualEmbedder
+
+            vision = VisualEmbedder(threads=s.torch_threads)
+        stream_model = None
+        if s.stream_model != "off":
+            from .stream_model import load_stream_model
+
+            stream_model = load_stream_model(s.stream_model)
+        return asr, embedder, vision, stream_model
+
+    def for_stream(self) -> Models:
+        with self._lock:
+            if self._shared is None:
+                self._shared = self._load()
+        asr, embedder, vision, stream_model = self._shared
+        stepper = None
+        if stream_model is not None:
+            from .stream_model import StreamStepper
+
+            stepper = StreamStepper(stream_model)
+        return Models(asr=asr, embedder=embedder, vision=vision, stepper=stepper)

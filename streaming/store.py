@@ -1,0 +1,158 @@
+"""Durable per-stream storage: committed micro segments and the checkpoint that goes with them.
+
+One SQLite file per stream (one writer each, so streams never wait on each other's locks). Every
+commit writes the new segments, their vectors and model inputs, and the stream's checkpoint (the
+Mamba state, the surprise tracker, where to resume the source) in ONE transaction: after a crash
+the segments on disk and the state that produced them always agree, so a restarted stream neither
+loses nor repeats a committed segment.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .features import SegmentFeatures
+from .records import MicroSegment, Word
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS segments (
+    seq INTEGER PRIMARY KEY, t0 REAL NOT NULL, t1 REAL NOT NULL, wall REAL NOT NULL,
+    words TEXT NOT NULL, surprise REAL, surprise_raw REAL, novelty REAL, boundary INTEGER NOT NULL,
+    coherence REAL, summary BLOB, vector BLOB, features BLOB
+);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 0), next_seq INTEGER NOT NULL, resume_t REAL NOT NULL,
+    media_seconds REAL NOT NULL, wall REAL NOT NULL, model BLOB, tracker TEXT NOT NULL,
+    info TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class Checkpoint:
+    next_seq: int  # the next segment's number
+    resume_t: float  # media time before which everything is committed
+    media_seconds: float
+    wall: float
+    model: dict[str, np.ndarray] = field(default_factory=dict)  # the stream model's state
+    tracker: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)  # source, name, state: what a restart needs to know
+
+
+@dataclass
+class Restored:
+    segments: list[MicroSegment]
+    vectors: list[np.ndarray | None]
+    features: list[SegmentFeatures | None]
+    checkpoint: Checkpoint | None
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _unnpz(blob: bytes | None) -> dict[str, np.ndarray]:
+    if not blob:
+        return {}
+    with np.load(io.BytesIO(blob)) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _vec(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, dtype=np.float32).copy()
+
+
+def _features_blob(f: SegmentFeatures | None) -> bytes | None:
+    if f is None:
+        return None
+    return _npz({k: v for k, v in f.blocks().items() if v is not None})
+
+
+def _features(blob: bytes | None) -> SegmentFeatures | None:
+    d = _unnpz(blob)
+    if not d:
+        return None
+    return SegmentFeatures(said=d.get("said"), shown=d.get("shown"), seen=d.get("seen"), stats=d["stats"])
+
+
+class StreamStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # check_same_thread off: the ingest thread writes, API calls read; the lock serialises them.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL survives a process crash
+        self._db.executescript(SCHEMA)
+
+    def commit(self, segments: list[MicroSegment], vectors: list[np.ndarray | None],
+               features: list[SegmentFeatures | None], checkpoint: Checkpoint) -> None:
+        rows = [(s.seq, s.t0, s.t1, s.wall,
+                 json.dumps([[w.text, w.start, w.end, w.probability] for w in s.words]),
+                 s.surprise, s.surprise_raw, s.novelty, int(s.boundary), s.coherence,
+                 np.asarray(s.summary, dtype=np.float32).tobytes() if s.summary else None,
+                 None if v is None else np.asarray(v, dtype=np.float32).tobytes(), _features_blob(f))
+                for s, v, f in zip(segments, vectors, features, strict=True)]
+        cp = checkpoint
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT INTO segments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO checkpoint VALUES (0,?,?,?,?,?,?,?)",
+                    (cp.next_seq, cp.resume_t, cp.media_seconds, cp.wall, _npz(cp.model) if cp.model else None,
+                     json.dumps(cp.tracker), json.dumps(cp.info)))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def update_info(self, **info) -> None:
+        """Record a change of state (finished, stopped, failed) without a new segment."""
+        with self._lock:
+            row = self._db.execute("SELECT info FROM checkpoint WHERE id = 0").fetchone()
+            if row is not None:
+                merged = {**json.loads(row[0]), **info}
+                self._db.execute("UPDATE checkpoint SET info = ? WHERE id = 0", (json.dumps(merged),))
+
+    def load(self, stream_id: str) -> Restored:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM segments ORDER BY seq").fetchall()
+            cp_row = self._db.execute(
+                "SELECT next_seq, resume_t, media_seconds, wall, model, tracker, info FROM checkpoint"
+            ).fetchone()
+        segments, vectors, features = [], [], []
+        for seq, t0, t1, wall, words, surprise, raw, novelty, boundary, coherence, summary, vector, feats in rows:
+            segments.append(MicroSegment(
+                stream_id, seq, t0, t1, tuple(Word(*w) for w in json.loads(words)), wall=wall,
+                surprise=surprise, surprise_raw=raw, novelty=novelty, boundary=bool(boundary),
+                coherence=coherence,
+                summary=tuple(_vec(summary).tolist()) if summary else ()))
+            vectors.append(_vec(vector))
+            features.append(_features(feats))
+        checkpoint = None
+        if cp_row is not None:
+            next_seq, resume_t, media_s, wall, model, tracker, info = cp_row
+            checkpoint = Checkpoint(next_seq, resume_t, media_s, wall, _unnpz(model), json.loads(tracker),
+                                    json.loads(info))
+        return Restored(segments, vectors, features, checkpoint)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def destroy(self) -> None:
+        """Delete the stream's data (the user deleted the stream, or reused its name)."""
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
