@@ -49,6 +49,8 @@ def test_a_forward_continued_from_a_state_equals_one_long_forward():
     assert torch.allclose(torch.cat([y1, y2], 1), y, atol=1e-6, rtol=0)
 
 
+@pytest.mark.skipif(HAVE_KERNELS, reason="transformers 5.17 sends CPU tensors to the causal-conv1d CUDA kernel "
+                                         "when that package is installed (seen on a lent H100); CPU CI runs this")
 def test_transformers_mamba_gives_the_same_outputs_from_the_same_weights():
     """An independent implementation (transformers' MambaModel, torch path) agrees with ours."""
     from transformers import MambaConfig as HFMambaConfig
