@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
-
 from bench.common import MEDIA, emit, parse_args, section, table
 from manta_models.stream_model import StreamModelConfig, StreamStepper
 from manta_models.train_stream import Extracted, extract, media_files, train

@@ -66,12 +66,6 @@ class MambaState:
     def nbytes(self) -> int:
         return self.conv.numel() * self.conv.element_size() + self.ssm.numel() * self.ssm.element_size()
 
-    def clone(self) -> "MambaState":
-        return MambaState(self.conv.clone(), self.ssm.clone())
-
-    def to(self, device) -> "MambaState":
-        return MambaState(self.conv.to(device), self.ssm.to(device))
-
 
 def _use_kernels(x: torch.Tensor) -> bool:
     return HAVE_KERNELS and x.is_cuda
@@ -143,7 +137,6 @@ class MambaMixer(nn.Module):
 
     def step(self, hidden: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor):
         """One time step. hidden: (batch, d_model). Returns output and new states (inputs untouched)."""
-        cfg = self.cfg
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, d_inner)
         A = -torch.exp(self.A_log.float())
         if _use_kernels(x):

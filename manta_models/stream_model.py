@@ -16,7 +16,7 @@ No pretrained Mamba exists offline, so the weights Manta ships come from ``train
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +225,3 @@ def load_stream_model(source: str | Path = "bundled", device: str = "cpu") -> St
     model.meta = blob.get("meta", {})
     return model.to(device).eval()
 
-
-def describe(model: StreamModel) -> dict:
-    return {"params": sum(p.numel() for p in model.parameters()), **asdict(model.cfg.mamba)}
