@@ -21,7 +21,7 @@ from streaming.pipeline import StreamPipeline
 from streaming.records import Evidence
 from streaming.settings import Settings
 from streaming.sources import SourceError, parse_source
-from streaming.store import StreamStore
+from streaming.store import StreamStore, remove_store
 
 from .runtime import configure_logging
 
@@ -67,8 +67,8 @@ class StreamActor:
         self._error: str | None = None
         restarted = ray.get_runtime_context().was_current_actor_reconstructed
         path = store_path(self.settings.data_dir, stream_id)
-        if not restarted and path.exists():
-            StreamStore(path).destroy()  # a new stream that reuses an old id starts empty
+        if not restarted:
+            remove_store(path)  # a new stream that reuses an old id starts empty
         try:
             spec = parse_source(source)
             self.pipeline = StreamPipeline(stream_id, name, spec, self.settings,

@@ -226,8 +226,7 @@ class StreamPipeline:
         self.index = SegmentIndex(m.embedder.dim)
         r = self.restored
         if r is not None and r.segments:
-            zero = np.zeros(m.embedder.dim, dtype=np.float32)
-            self.index.add(r.segments, np.stack([zero if v is None else v for v in r.vectors]))
+            self._add(r.segments, r.vectors)
             self.status.segments = len(self.index)
             self.status.words = sum(len(s.words) for s in r.segments)
         if r is not None and r.checkpoint is not None:
@@ -304,12 +303,16 @@ class StreamPipeline:
             feats = self.window.features(seg, vec)
             scored.append(self._score(replace(seg, wall=now), feats))
             features.append(feats)
-        zero = np.zeros(m.embedder.dim, dtype=np.float32)
-        self.index.add(scored, np.stack([zero if v is None else v for v in vectors]))
+        self._add(scored, vectors)
         self.window.trim(scored[-1].t1)
         self.status.segments = len(self.index)
         if self.store is not None:
             self.store.commit(scored, vectors, features, self._checkpoint(scored[-1]))
+
+    def _add(self, segments: list[MicroSegment], vectors: list[np.ndarray | None]) -> None:
+        """Index segments in time order; a quiet one (no text vector) gets zeros, and search skips it."""
+        zero = np.zeros(self.index.dim, dtype=np.float32)
+        self.index.add(segments, np.stack([zero if v is None else v for v in vectors]))
 
     def _score(self, seg: MicroSegment, feats: SegmentFeatures) -> MicroSegment:
         blocks = feats.blocks()

@@ -151,8 +151,8 @@ class StreamStore:
         with self._lock:
             self._db.close()
 
-    def destroy(self) -> None:
-        """Delete the stream's data (the user deleted the stream, or reused its name)."""
-        self.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(self.path) + suffix).unlink(missing_ok=True)
+
+def remove_store(path: Path) -> None:
+    """Delete a stream's SQLite file and its journal, without opening it."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
