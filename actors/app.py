@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ray import serve
 
 from streaming.answer import extractive_answer, merge_evidence
+from streaming.intent import parse_question
 from streaming.settings import Settings
 from streaming.sources import SourceError, open_container, parse_source
 
@@ -38,6 +39,16 @@ class StreamRequest(BaseModel):
         None, description="recorded files only: 'realtime' replays at broadcast speed")
 
 
+class SimilarRequest(BaseModel):
+    """Frames like the one a stream showed at a given media time."""
+
+    model_config = ConfigDict(extra="forbid")
+    stream: str = Field(..., min_length=1, max_length=63)
+    at: float = Field(..., ge=0, description="media seconds of the example frame")
+    streams: list[str] | None = Field(None, max_length=1000, description="where to look (default all)")
+    k: int = Field(10, ge=1, le=100)
+
+
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(..., max_length=2000)
@@ -45,6 +56,9 @@ class QueryRequest(BaseModel):
     start: float | None = Field(None, ge=0, description="media seconds")
     end: float | None = Field(None, ge=0, description="media seconds")
     k: int | None = Field(None, ge=1, le=100, description="evidence items to return")
+    modality: Literal["any", "said", "shown", "seen"] | None = Field(
+        None, description="said (speech), shown (on-screen text, subtitles), seen (picture); "
+                          "None guesses from the question")
 
     @field_validator("question")
     @classmethod
@@ -139,10 +153,18 @@ class MantaApi:
         if missing:
             raise HTTPException(404, detail=f"unknown stream(s): {', '.join(missing)}")
         k = req.k or self.settings.max_evidence
-        vector = await run_in_threadpool(self._question_vector, " ".join(req.question.split()))
+        intent = parse_question(req.question, req.modality)
+        vector = None
+        if not intent.listing:
+            # Speech questions embed whole (measured best); visual ones only their content words,
+            # so "when is an aircraft shown" matches the label "airliner", not the word "shown".
+            text = req.question if "said" in intent.modalities or not intent.content else intent.content
+            vector = await run_in_threadpool(self._question_vector, " ".join(text.split()))
+        kinds = intent.kinds
         handles = [await self.streams.resolve(s) for s in wanted]
         results = await asyncio.gather(
-            *(asyncio.wait_for(wait_ref(h.search.remote(vector, k, req.start, req.end)),
+            *(asyncio.wait_for(wait_ref(h.search.remote(vector, k, req.start, req.end, kinds,
+                                                     intent.content or req.question)),
                                self.settings.query_timeout_s) for h in handles),
             return_exceptions=True)
         found, warnings = [], []
@@ -151,8 +173,47 @@ class MantaApi:
                 warnings.append(f"stream {stream_id} did not answer: {type(result).__name__}")
             else:
                 found.append(result)
-        evidence = merge_evidence(found, k)
-        return extractive_answer(req.question, evidence, warnings).to_dict()
+        evidence = merge_evidence(found, k, by_time=intent.listing)
+        answer = extractive_answer(req.question, evidence, warnings, listing=intent.listing).to_dict()
+        return answer | {"modalities": list(intent.modalities)}
+
+    @api.get("/v1/streams/{stream_id}/shown")
+    async def get_shown(self, stream_id: str, start: float | None = Query(None, ge=0),
+                        end: float | None = Query(None, ge=0),
+                        limit: int = Query(1000, ge=1, le=10000)) -> dict:
+        """On-screen text (OCR) and subtitle cues, each with its time span."""
+        handle = await self._known(stream_id)
+        items = await asyncio.wait_for(handle.shown.remote(start, end, limit), self.settings.query_timeout_s)
+        return {"stream": stream_id, "shown": items}
+
+    @api.get("/v1/streams/{stream_id}/frames")
+    async def get_frames(self, stream_id: str, start: float | None = Query(None, ge=0),
+                         end: float | None = Query(None, ge=0),
+                         limit: int = Query(1000, ge=1, le=10000)) -> dict:
+        """Sampled frames with image labels; ``cut`` marks shot boundaries."""
+        handle = await self._known(stream_id)
+        frames = await asyncio.wait_for(handle.frames.remote(start, end, limit), self.settings.query_timeout_s)
+        return {"stream": stream_id, "frames": frames}
+
+    @api.post("/v1/frames/similar")
+    async def similar_frames(self, req: SimilarRequest) -> dict:
+        """Frames like the one ``stream`` showed at ``at``, from every (or the given) stream."""
+        handle = await self._known(req.stream)
+        vector = await asyncio.wait_for(handle.frame_vector.remote(req.at), self.settings.query_timeout_s)
+        if vector is None:
+            raise HTTPException(404, detail=f"stream {req.stream} has no sampled frame near {req.at:g} s")
+        known = await self.streams.ids()
+        wanted = req.streams or known
+        missing = [s for s in wanted if s not in known]
+        if missing:
+            raise HTTPException(404, detail=f"unknown stream(s): {', '.join(missing)}")
+        handles = [await self.streams.resolve(s) for s in wanted]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(wait_ref(h.similar_frames.remote(vector, req.k, None, None)),
+                               self.settings.query_timeout_s) for h in handles), return_exceptions=True)
+        frames = [f for r in results if not isinstance(r, BaseException) for f in r]
+        frames.sort(key=lambda f: -f["score"])
+        return {"frames": frames[:req.k]}
 
     async def _known(self, stream_id: str):
         try:

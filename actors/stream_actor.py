@@ -97,11 +97,42 @@ class StreamActor:
                     "last_error": self._error, "segments": 0, "media_seconds": 0.0}
         return self.pipeline.snapshot()
 
-    def search(self, query, k: int, start: float | None, end: float | None) -> list[Evidence]:
+    def search(self, query, k: int, start: float | None, end: float | None,
+               kinds: set[str] | None = None, text: str = "") -> list[Evidence]:
+        """Evidence of the wanted kinds; ``query`` None lists what was shown, in time order. ``text``
+        is the question's content, for a CLIP backend's text tower."""
         if self.pipeline is None:
             return []
-        return [Evidence(self.id, seg.t0, seg.t1, seg.text, score)
-                for seg, score in self.pipeline.search(query, k, start, end)]
+        return self.pipeline.evidence(query, k, start, end, kinds, text)
+
+    def shown(self, start: float | None, end: float | None, limit: int) -> list[dict]:
+        """On-screen text and subtitle cues, each with its span."""
+        visual = self.pipeline.visual if self.pipeline is not None else None
+        if visual is None:
+            return []
+        return [{"id": it.id, "kind": it.kind, "text": it.text, "start": it.t0, "end": it.t1,
+                 "confidence": it.confidence, "box": list(it.box) if it.box else None}
+                for it in visual.shown(start, end)[:limit]]
+
+    def frames(self, start: float | None, end: float | None, limit: int) -> list[dict]:
+        """Sampled frames with their image labels; ``cut`` marks the first frame of a shot."""
+        visual = self.pipeline.visual if self.pipeline is not None else None
+        if visual is None or visual.frames is None:
+            return []
+        return [{"t": f.t, "cut": f.cut, "labels": [{"name": n, "p": round(p, 4)} for n, p in f.labels]}
+                for f in visual.frames.items(start, end)[:limit]]
+
+    def frame_vector(self, t: float):
+        visual = self.pipeline.visual if self.pipeline is not None else None
+        return visual.frame_vector(t) if visual is not None else None
+
+    def similar_frames(self, vector, k: int, start: float | None, end: float | None) -> list[dict]:
+        visual = self.pipeline.visual if self.pipeline is not None else None
+        if visual is None:
+            return []
+        return [{"stream": self.id, "t": f.t, "score": score, "cut": f.cut,
+                 "labels": [n for n, _ in f.labels]}
+                for f, score in visual.similar_frames(vector, k, start, end)]
 
     def segments(self, start: float | None, end: float | None, limit: int,
                  include_summary: bool = False) -> list[dict]:
@@ -111,8 +142,9 @@ class StreamActor:
         return [{"seq": s.seq, "start": s.t0, "end": s.t1, "text": s.text, "ingested_wall": s.wall,
                  "words": [{"text": w.text, "start": w.start, "end": w.end} for w in s.words],
                  "surprise": s.surprise, "surprise_raw": s.surprise_raw, "novelty": s.novelty,
-                 "boundary": s.boundary,
-                 "coherence": s.coherence} | ({"summary": list(s.summary)} if include_summary else {})
+                 "boundary": s.boundary, "coherence": s.coherence,
+                 "shown": [{"kind": it.kind, "text": it.text, "start": it.t0, "end": it.t1} for it in s.shown],
+                 "seen": [{"t": f.t, "labels": [n for n, _ in f.labels], "cut": f.cut} for f in s.seen]} | ({"summary": list(s.summary)} if include_summary else {})
                 for s in segs]
 
     def import_segments(self, segments: list, vectors) -> int:

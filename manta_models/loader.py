@@ -38,21 +38,36 @@ class ModelSet:
             from .vision import VisualEmbedder
 
             vision = VisualEmbedder(threads=s.torch_threads)
+        reader = None
+        if s.ocr != "off" and (s.frame_fps > 0 or s.subtitles):
+            from .ocr import TextReader
+
+            reader = TextReader(threads=s.torch_threads, side=s.ocr_side)
+        clip = captioner = None
+        if s.clip_model:
+            from .clip import ClipEncoder
+
+            clip = ClipEncoder(s.clip_model, threads=s.torch_threads)
+        if s.caption_model:
+            from .captioner import Captioner
+
+            captioner = Captioner(s.caption_model, threads=s.torch_threads)
         stream_model = None
         if s.stream_model != "off":
             from .stream_model import load_stream_model
 
             stream_model = load_stream_model(s.stream_model)
-        return asr, embedder, vision, stream_model
+        return asr, embedder, vision, reader, clip, captioner, stream_model
 
     def for_stream(self) -> Models:
         with self._lock:
             if self._shared is None:
                 self._shared = self._load()
-        asr, embedder, vision, stream_model = self._shared
+        asr, embedder, vision, reader, clip, captioner, stream_model = self._shared
         stepper = None
         if stream_model is not None:
             from .stream_model import StreamStepper
 
             stepper = StreamStepper(stream_model)
-        return Models(asr=asr, embedder=embedder, vision=vision, stepper=stepper)
+        return Models(asr=asr, embedder=embedder, vision=vision, ocr=reader, clip=clip, captioner=captioner,
+                      stepper=stepper)

@@ -9,10 +9,10 @@ from .records import Answer, Evidence
 WEAK_SCORE = 0.25  # below this cosine, MiniLM matches are mostly topical noise
 
 
-def merge_evidence(per_stream: Iterable[Iterable[Evidence]], k: int) -> list[Evidence]:
-    """Best ``k`` across streams, best first; ties broken by stream then time for stable output."""
+def merge_evidence(per_stream: Iterable[Iterable[Evidence]], k: int, by_time: bool = False) -> list[Evidence]:
+    """Best ``k`` across streams, best first (or in time order); ties broken by stream then time."""
     merged = [e for stream in per_stream for e in stream]
-    merged.sort(key=lambda e: (-e.score, e.stream, e.start))
+    merged.sort(key=(lambda e: (e.start, e.stream)) if by_time else (lambda e: (-e.score, e.stream, e.start)))
     return merged[:k]
 
 
@@ -28,10 +28,20 @@ def cite(e: Evidence) -> str:
     return f"[{e.stream} {clock(e.start)}–{clock(e.end)}]"
 
 
+# How an answer names where its quote came from: a user must never mistake a caption for speech.
+SOURCE_NAMES = {"speech": "Said", "ocr": "On screen", "subtitle": "Subtitle", "label": "Seen"}
+
+
+def quote(e: Evidence) -> str:
+    return f"{SOURCE_NAMES.get(e.kind, e.kind)}: “{e.text}” {cite(e)}"
+
+
 def extractive_answer(question: str, evidence: list[Evidence],
-                      warnings: Iterable[str] = ()) -> Answer:
+                      warnings: Iterable[str] = (), listing: bool = False) -> Answer:
     if not evidence:
         return Answer("Nothing ingested so far matches this question.", (), tuple(warnings))
+    if listing:  # the question named no content: say everything that was shown, in time order
+        return Answer("; ".join(quote(e) for e in evidence), tuple(evidence), tuple(warnings))
     best = evidence[0]
     prefix = "Closest match (weak): " if best.score < WEAK_SCORE else ""
-    return Answer(f"{prefix}“{best.text}” {cite(best)}", tuple(evidence), tuple(warnings))
+    return Answer(f"{prefix}{quote(best)}", tuple(evidence), tuple(warnings))

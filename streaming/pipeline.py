@@ -21,12 +21,13 @@ import numpy as np
 from .features import SegmentFeatures, SignalWindow
 from .index import SegmentIndex
 from .novelty import SurpriseTracker, feature_distance
-from .records import AudioChunk, MicroSegment, StreamStatus, VideoFrame
+from .records import AudioChunk, Evidence, LabelSpan, MicroSegment, StreamStatus, SubtitleCue, VideoFrame
 from .segmenter import MicroSegmenter
 from .settings import Settings
 from .sources import CHUNK_SECONDS, MediaSource, SourceError, SourceSpec
 from .store import Checkpoint, StreamStore
 from .transcript import IncrementalTranscriber, SpeechRecognizer
+from .visual import KIND_MODALITY, VisualStage
 
 log = logging.getLogger("manta.pipeline")
 _END = object()
@@ -40,6 +41,10 @@ class Embedder(Protocol):
 
 class FrameEmbedder(Protocol):
     def encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list]: ...
+
+
+class TextReader(Protocol):
+    def read(self, frame: np.ndarray) -> list: ...
 
 
 class Stepper(Protocol):
@@ -56,7 +61,10 @@ class Stepper(Protocol):
 class Models:
     asr: SpeechRecognizer
     embedder: Embedder
-    vision: FrameEmbedder | None = None  # frames are not decoded without it
+    vision: FrameEmbedder | None = None
+    ocr: TextReader | None = None  # on-screen text and bitmap subtitles
+    clip: Any = None  # manta_models.clip.ClipEncoder: frames searchable by text
+    captioner: Any = None  # manta_models.captioner.Captioner
     stepper: Stepper | None = None  # the stream model, with this stream's state
 
 
@@ -95,12 +103,15 @@ class StreamPipeline:
         self._ready = threading.Event()
         self._stop = threading.Event()
         # Frames are decoded only for a visual stage: decoding them otherwise would be waste.
-        frame_fps = settings.frame_fps if settings.visual_model != "off" else 0.0
+        visual_on = settings.visual_model != "off" or settings.ocr != "off"
+        frame_fps = settings.frame_fps if visual_on else 0.0
+        self.frame_step_s = 1.0 / frame_fps if frame_fps > 0 else 1.0
+        self.visual: VisualStage | None = None
         self.source = MediaSource(
             spec, open_timeout=settings.open_timeout_s, read_timeout=settings.read_timeout_s,
             pace=settings.pace, frame_fps=frame_fps, reconnect_initial=settings.reconnect_initial_s,
             reconnect_max=settings.reconnect_max_s, stop=self._stop, on_gap=self.status.gaps.append,
-            start_at=resume_t)
+            start_at=resume_t, subtitles=settings.subtitles, scene_threshold=settings.scene_threshold)
         self.segmenter = MicroSegmenter(stream_id, target_s=settings.micro_target_s, fill_quiet=True,
                                         start=resume_t, seq=cp.next_seq if cp else 0)
         self.window = SignalWindow()
@@ -173,6 +184,34 @@ class StreamPipeline:
         # carry no text to answer with.
         return [(s, score) for s, score in self.index.search(query, k, start, end) if s.words]
 
+    def evidence(self, query: np.ndarray | None, k: int, start: float | None = None,
+                 end: float | None = None, kinds: set[str] | None = None,
+                 text: str = "") -> list[Evidence]:
+        """Best ``k`` items of the wanted kinds (speech, ocr, subtitle, label), best first; with no
+        query, what was shown in time order (a question that names no content)."""
+        kinds = set(KIND_MODALITY) if kinds is None else kinds
+        if query is None:
+            if self.visual is None:
+                return []
+            shown = [it for it in self.visual.shown(start, end) if it.kind in kinds]
+            return [self._item_evidence(it, it.confidence) for it in shown[:k]]
+        found = []
+        if "speech" in kinds:
+            found += [Evidence(self.id, seg.t0, seg.t1, seg.text, score)
+                      for seg, score in self.search(query, k, start, end)]
+        if self.visual is not None and kinds - {"speech"}:
+            found += [self._item_evidence(it, score)
+                      for it, score in self.visual.search(query, k, start, end, kinds)]
+        if self.visual is not None and "frame" in kinds and text:
+            found += [Evidence(self.id, f.t, f.t + self.frame_step_s, f"frame at {f.t:.1f} s", score,
+                               "seen", "frame") for f, score in self.visual.search_frames_by_text(text, k, start, end)]
+        found.sort(key=lambda e: (-e.score, e.start))
+        return found[:k]
+
+    def _item_evidence(self, item, score: float) -> Evidence:
+        kind = "label" if isinstance(item, LabelSpan) else item.kind
+        return Evidence(self.id, item.t0, item.t1, item.text, float(score), KIND_MODALITY[kind], kind)
+
     def segments(self, start: float | None = None, end: float | None = None) -> list[MicroSegment]:
         return self.index.segments(start, end) if self.index is not None else []
 
@@ -182,6 +221,8 @@ class StreamPipeline:
             snap["state"] = "reconnecting"
             snap["last_error"] = self.source.progress.last_error
         snap["reconnects"] = self.source.progress.reconnects
+        if self.visual is not None:
+            snap["visual"] = self.visual.counters.to_dict()
         return snap
 
     # -- threads -------------------------------------------------------------------------------
@@ -224,9 +265,15 @@ class StreamPipeline:
             tail_hold_s=self.settings.asr_tail_hold_s,
             **transcriber_profile(self.settings, live_paced))
         self.index = SegmentIndex(m.embedder.dim)
+        self.visual = VisualStage(m.embedder.encode, m.embedder.dim, vision=m.vision, reader=m.ocr,
+                                  frame_step_s=self.frame_step_s,
+                                  ocr_interval_s=self.settings.ocr_interval_s, clip=m.clip,
+                                  captioner=m.captioner)
         r = self.restored
+        if r is not None:
+            self.visual.restore(r.items, r.frames)
         if r is not None and r.segments:
-            self._add(r.segments, r.vectors)
+            self._add([self.visual.fuse(s)[0] for s in r.segments], r.vectors)
             self.status.segments = len(self.index)
             self.status.words = sum(len(s.words) for s in r.segments)
         if r is not None and r.checkpoint is not None:
@@ -261,11 +308,14 @@ class StreamPipeline:
                     self.window.add_audio(item)
                     words = self.transcriber.push(item)
                     self._index(self.segmenter.push(words, self.transcriber.committed_until), words)
-                elif isinstance(item, VideoFrame) and self.models.vision is not None:
-                    vectors, _labels = self.models.vision.encode([item.image])
-                    self.window.add_frame(item.t, vectors[0])
+                elif isinstance(item, VideoFrame):
+                    vector = self.visual.on_frame(item)
+                    if vector is not None:
+                        self.window.add_frame(item.t, vector)
                     if not self.source.progress.has_audio:  # a silent film: pictures drive time
                         self._index(self.segmenter.push([], item.t), [])
+                elif isinstance(item, SubtitleCue):
+                    self.visual.on_cue(item)
                 self._busy += time.perf_counter() - t
                 self._progress()
         except Exception as exc:  # noqa: BLE001 - a model crash must surface, not stop silently
@@ -300,14 +350,17 @@ class StreamPipeline:
         now = self.clock()
         scored, features = [], []
         for seg, vec in zip(segments, vectors):
-            feats = self.window.features(seg, vec)
+            seg, shown = self.visual.fuse(seg)  # audio and picture align by media time first
+            feats = self.window.features(seg, vec, shown)
             scored.append(self._score(replace(seg, wall=now), feats))
             features.append(feats)
         self._add(scored, vectors)
+        self.visual.add_labels(scored)
         self.window.trim(scored[-1].t1)
         self.status.segments = len(self.index)
         if self.store is not None:
-            self.store.commit(scored, vectors, features, self._checkpoint(scored[-1]))
+            items, frames = self.visual.take_changes()
+            self.store.commit(scored, vectors, features, self._checkpoint(scored[-1]), items, frames)
 
     def _add(self, segments: list[MicroSegment], vectors: list[np.ndarray | None]) -> None:
         """Index segments in time order; a quiet one (no text vector) gets zeros, and search skips it."""

@@ -30,9 +30,22 @@ class VideoFrame:
     image: np.ndarray  # H x W x 3 uint8 RGB
     t: float
     wall: float
+    cut: float | None = None  # the first frame of a new shot (the detector's score), else None
 
 
-MediaChunk = Union[AudioChunk, VideoFrame]
+@dataclass(frozen=True, slots=True)
+class SubtitleCue:
+    """A cue of a subtitle track in the container: text, or a bitmap that OCR reads."""
+
+    t0: float
+    t1: float
+    text: str | None
+    image: np.ndarray | None = field(compare=False)  # H x W x 3 uint8, light text on black (PGS, DVB)
+    track: int
+    language: str | None = None
+
+
+MediaChunk = Union[AudioChunk, VideoFrame, SubtitleCue]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +67,50 @@ class Gap:
 
 
 @dataclass(frozen=True, slots=True)
+class ShownText:
+    """Text that was on screen (OCR) or in a subtitle track, for as long as it stayed the same.
+
+    A title card or score bug read in many frames is ONE record whose span grows; ``t1`` of a
+    record still on screen is the last time it was seen.
+    """
+
+    id: int  # per stream, in order of first sight
+    kind: str  # "ocr" or "subtitle"
+    text: str
+    t0: float
+    t1: float
+    confidence: float = 1.0
+    box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 as fractions of the frame
+
+
+@dataclass(frozen=True, slots=True)
+class SeenLabels:
+    """What a sampled frame shows, as ImageNet classes (name, probability), best first."""
+
+    t: float
+    labels: tuple[tuple[str, float], ...]
+    cut: bool = False  # the first frame of a shot
+
+    @property
+    def text(self) -> str:
+        return ", ".join(name for name, _ in self.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSpan:
+    """The image classes seen during one micro segment: searchable text for "when is a plane shown"."""
+
+    id: int
+    t0: float
+    t1: float
+    labels: tuple[tuple[str, float], ...]  # best probability of each class within the span
+
+    @property
+    def text(self) -> str:
+        return "shows " + ", ".join(name for name, _ in self.labels)
+
+
+@dataclass(frozen=True, slots=True)
 class MicroSegment:
     stream_id: str
     seq: int
@@ -68,10 +125,16 @@ class MicroSegment:
     boundary: bool = False  # a proposed topic/shot boundary starts here
     coherence: float | None = None  # agreement of what is said with what is seen
     summary: tuple[float, ...] = ()  # compact summary of the stream state after this segment
+    # What was shown during the span, each item with its own times (fused by media time).
+    shown: tuple[ShownText, ...] = ()
+    seen: tuple[SeenLabels, ...] = ()
 
     @property
     def text(self) -> str:
         return "".join(w.text for w in self.words).strip()
+
+
+MODALITIES = ("said", "shown", "seen")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +144,8 @@ class Evidence:
     end: float
     text: str
     score: float
-    modality: str = "speech"
+    modality: str = "said"  # said (speech), shown (on-screen text, subtitles) or seen (image labels)
+    kind: str = "speech"  # speech, ocr, subtitle, label
 
     def to_dict(self) -> dict:
         return asdict(self)

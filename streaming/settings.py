@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     frame_fps: float = Field(1.0, ge=0.0, le=30.0, description="frames sampled per second (0: none)")
     visual_model: Literal["efficientnet-lite0", "off"] = Field(
         "efficientnet-lite0", description="frame embeddings and ImageNet labels")
+    ocr: Literal["rapidocr", "off"] = Field("rapidocr", description="on-screen text and bitmap subtitles")
+    ocr_interval_s: float = Field(2.0, ge=0.0, description="least media time between OCR reads (cuts excepted)")
+    ocr_side: int = Field(480, ge=160, le=2048, description="OCR detector's input size (shorter side, px)")
+    subtitles: bool = Field(True, description="read subtitle tracks carried in the container")
+    scene_threshold: float | None = Field(None, gt=0.0, description="shot-cut score threshold (None: tuned default)")
+    clip_model: str | None = Field(None, description="local CLIP/SigLIP folder: text-to-frame search")
+    caption_model: str | None = Field(None, description="local captioning VLM folder (BLIP-type)")
     stream_model: str = Field("bundled", description="'bundled', 'off' or a file from train_stream")
     surprise_threshold: float = Field(1.5, gt=0.0, description="z-score that proposes a boundary")
     boundary_signal: Literal["novelty", "surprise"] = Field(

@@ -21,8 +21,14 @@ import av
 import numpy as np
 
 from .records import SAMPLE_RATE, AudioChunk, Gap, MediaChunk, VideoFrame
+from .scenes import SceneDetector, thumbnail
+from .subtitles import SubtitleTrack, subtitle_streams
 
 log = logging.getLogger("manta.sources")
+# PyAV's bridge from FFmpeg's log to Python logging takes a lock per message from every decoder
+# thread: it contends under threads and can deadlock (PyAV issues 751, 2276). FFmpeg's own messages
+# are not needed: errors still raise with their reason.
+av.logging.set_level(None)
 
 LIVE_SCHEMES = ("udp", "rtp", "tcp", "http", "https", "rtmp", "rtmps", "rtsp", "rtsps", "srt")
 RECORDED_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".wav", ".flac", ".mp3", ".ogg", ".m4a",
@@ -136,12 +142,15 @@ class MediaSource:
     def __init__(self, spec: SourceSpec, *, open_timeout: float = 5.0, read_timeout: float = 5.0,
                  pace: str = "fast", frame_fps: float = 1.0, reconnect_initial: float = 0.5,
                  reconnect_max: float = 30.0, stop: threading.Event | None = None,
-                 on_gap: Callable[[Gap], None] | None = None, start_at: float = 0.0):
+                 on_gap: Callable[[Gap], None] | None = None, start_at: float = 0.0,
+                 subtitles: bool = True, scene_threshold: float | None = None):
         if pace not in ("fast", "realtime"):
             raise ValueError("pace must be 'fast' or 'realtime'")
         self.spec = spec
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
         self.pace, self.frame_fps = pace, frame_fps
+        self.subtitles = subtitles
+        self.scene_threshold = scene_threshold
         self.reconnect_initial, self.reconnect_max = reconnect_initial, reconnect_max
         self.stop = stop or threading.Event()
         self.on_gap = on_gap
@@ -212,7 +221,14 @@ class MediaSource:
         if video is not None:
             video.thread_type = "AUTO"
             video.thread_count = 2  # bounded: many streams share the cores
+        tracks = {}
+        if self.subtitles:
+            tracks = {s.index: SubtitleTrack(s, lambda pts: media_time(pts)) for s in subtitle_streams(container)}
+        scenes = None
+        if video is not None:
+            scenes = SceneDetector() if self.scene_threshold is None else SceneDetector(self.scene_threshold)
         streams = [s for s in (audio, video) if s is not None]
+        streams += [container.streams[i] for i in tracks]
         if not streams:
             return
         base = container.start_time / 1e6 if container.start_time is not None else None
@@ -262,6 +278,11 @@ class MediaSource:
         for packet in container.demux(*streams):
             if self.stop.is_set():
                 return
+            if packet.stream.index in tracks:
+                for cue in tracks[packet.stream.index].push(packet):
+                    if cue.t1 > skip_until:
+                        yield cue
+                continue
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
@@ -283,13 +304,23 @@ class MediaSource:
                         yield chunk
                 else:
                     t = media_time(frame.time)
-                    if t + 1e-6 < max(next_frame_t, skip_until):
+                    # Every decoded frame goes through the cut detector (64x36, microseconds), so a
+                    # new shot is sampled at its first frame, between the regular samples.
+                    cut = scenes.update(t, thumbnail(frame))
+                    if audio is None:  # pictures are the clock: the stream lasts to its last frame
+                        step = float(frame.duration * frame.time_base) if frame.duration else 0.0
+                        self._media_end = max(self._media_end, t + step)
+                    on_grid = t + 1e-6 >= next_frame_t
+                    if t + 1e-6 < skip_until or not (on_grid or cut is not None):
                         continue
                     next_frame_t = t + 1.0 / self.frame_fps
-                    yield self._frame_record(frame, t)
+                    yield self._frame_record(frame, t, None if cut is None else cut.score)
                     if audio is None:
                         paced(t)
-                        self._media_end = max(self._media_end, t)
+        for track in tracks.values():
+            for cue in track.flush(self._media_end):
+                if cue.t1 > skip_until:
+                    yield cue
         if audio is not None and audio_t0 is not None:
             for out in resampler.resample(None):
                 pcm = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
@@ -301,10 +332,10 @@ class MediaSource:
                 yield chunk
 
     @staticmethod
-    def _frame_record(frame, t: float) -> VideoFrame:
+    def _frame_record(frame, t: float, cut: float | None = None) -> VideoFrame:
         width, height = frame.width, frame.height
         if width > MAX_FRAME_WIDTH:
             height = max(2, int(height * MAX_FRAME_WIDTH / width) // 2 * 2)
             width = MAX_FRAME_WIDTH
         image = frame.to_ndarray(format="rgb24", width=width, height=height)
-        return VideoFrame(image=image, t=t, wall=time.time())
+        return VideoFrame(image=image, t=t, wall=time.time(), cut=cut)

@@ -19,13 +19,20 @@ from pathlib import Path
 import numpy as np
 
 from .features import SegmentFeatures
-from .records import MicroSegment, Word
+from .records import LabelSpan, MicroSegment, SeenLabels, ShownText, Word
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
     seq INTEGER PRIMARY KEY, t0 REAL NOT NULL, t1 REAL NOT NULL, wall REAL NOT NULL,
     words TEXT NOT NULL, surprise REAL, surprise_raw REAL, novelty REAL, boundary INTEGER NOT NULL,
     coherence REAL, summary BLOB, vector BLOB, features BLOB
+);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, text TEXT NOT NULL, t0 REAL NOT NULL, t1 REAL NOT NULL,
+    confidence REAL, box TEXT, labels TEXT, vector BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS frames (
+    t REAL NOT NULL, labels TEXT NOT NULL, cut INTEGER NOT NULL, vector BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 0), next_seq INTEGER NOT NULL, resume_t REAL NOT NULL,
@@ -52,6 +59,8 @@ class Restored:
     vectors: list[np.ndarray | None]
     features: list[SegmentFeatures | None]
     checkpoint: Checkpoint | None
+    items: list[tuple[ShownText | LabelSpan, np.ndarray]] = field(default_factory=list)
+    frames: list[tuple[SeenLabels, np.ndarray]] = field(default_factory=list)
 
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:
@@ -84,6 +93,23 @@ def _features(blob: bytes | None) -> SegmentFeatures | None:
     return SegmentFeatures(said=d.get("said"), shown=d.get("shown"), seen=d.get("seen"), stats=d["stats"])
 
 
+def _item_row(it: ShownText | LabelSpan, vector: np.ndarray) -> tuple:
+    blob = np.asarray(vector, dtype=np.float32).tobytes()
+    if isinstance(it, LabelSpan):
+        return (it.id, "label", it.text, it.t0, it.t1, None, None, json.dumps(it.labels), blob)
+    return (it.id, it.kind, it.text, it.t0, it.t1, it.confidence,
+            json.dumps(it.box) if it.box else None, None, blob)
+
+
+def _item(row: tuple) -> tuple[ShownText | LabelSpan, np.ndarray]:
+    id_, kind, text, t0, t1, confidence, box, labels, blob = row
+    if kind == "label":
+        item = LabelSpan(id_, t0, t1, tuple(tuple(x) for x in json.loads(labels)))
+    else:
+        item = ShownText(id_, kind, text, t0, t1, confidence, tuple(json.loads(box)) if box else None)
+    return item, _vec(blob)
+
+
 class StreamStore:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -96,18 +122,26 @@ class StreamStore:
         self._db.executescript(SCHEMA)
 
     def commit(self, segments: list[MicroSegment], vectors: list[np.ndarray | None],
-               features: list[SegmentFeatures | None], checkpoint: Checkpoint) -> None:
+               features: list[SegmentFeatures | None], checkpoint: Checkpoint,
+               items: list[tuple[ShownText | LabelSpan, np.ndarray]] = (),
+               frames: list[tuple[SeenLabels, np.ndarray]] = ()) -> None:
         rows = [(s.seq, s.t0, s.t1, s.wall,
                  json.dumps([[w.text, w.start, w.end, w.probability] for w in s.words]),
                  s.surprise, s.surprise_raw, s.novelty, int(s.boundary), s.coherence,
                  np.asarray(s.summary, dtype=np.float32).tobytes() if s.summary else None,
                  None if v is None else np.asarray(v, dtype=np.float32).tobytes(), _features_blob(f))
                 for s, v, f in zip(segments, vectors, features, strict=True)]
+        item_rows = [_item_row(it, v) for it, v in items]
+        frame_rows = [(f.t, json.dumps(f.labels), int(f.cut), np.asarray(v, dtype=np.float32).tobytes())
+                      for f, v in frames]
         cp = checkpoint
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany("INSERT INTO segments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                # A title still on screen is written again each time its span grows.
+                self._db.executemany("INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?)", item_rows)
+                self._db.executemany("INSERT INTO frames VALUES (?,?,?,?)", frame_rows)
                 self._db.execute(
                     "INSERT OR REPLACE INTO checkpoint VALUES (0,?,?,?,?,?,?,?)",
                     (cp.next_seq, cp.resume_t, cp.media_seconds, cp.wall, _npz(cp.model) if cp.model else None,
@@ -131,6 +165,8 @@ class StreamStore:
             cp_row = self._db.execute(
                 "SELECT next_seq, resume_t, media_seconds, wall, model, tracker, info FROM checkpoint"
             ).fetchone()
+            item_rows = self._db.execute("SELECT * FROM items ORDER BY id").fetchall()
+            frame_rows = self._db.execute("SELECT * FROM frames ORDER BY t").fetchall()
         segments, vectors, features = [], [], []
         for seq, t0, t1, wall, words, surprise, raw, novelty, boundary, coherence, summary, vector, feats in rows:
             segments.append(MicroSegment(
@@ -145,7 +181,12 @@ class StreamStore:
             next_seq, resume_t, media_s, wall, model, tracker, info = cp_row
             checkpoint = Checkpoint(next_seq, resume_t, media_s, wall, _unnpz(model), json.loads(tracker),
                                     json.loads(info))
-        return Restored(segments, vectors, features, checkpoint)
+        # What was seen after the last commit is seen again when the source resumes there.
+        resume_t = checkpoint.resume_t if checkpoint else 0.0
+        items = [_item(r) for r in item_rows if r[3] < resume_t]
+        frames = [(SeenLabels(t, tuple(tuple(x) for x in json.loads(labels)), bool(cut)), _vec(vec))
+                  for t, labels, cut, vec in frame_rows if t < resume_t]
+        return Restored(segments, vectors, features, checkpoint, items, frames)
 
     def close(self) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from streaming.records import SAMPLE_RATE, AudioChunk, VideoFrame
+from streaming.records import SAMPLE_RATE, AudioChunk, SubtitleCue, VideoFrame
 from streaming.sources import (
     LIVE_SCHEMES,
     MAX_FRAME_WIDTH,
@@ -343,7 +343,10 @@ def test_popeye_mkv_has_video_but_no_audio() -> None:
 
 def test_no_audio_file_with_frames_off_yields_nothing() -> None:
     path = _media("popeye_sinbad_1936_p1.mkv")
-    src = MediaSource(parse_source(str(path)), frame_fps=0.0)
+    src = MediaSource(parse_source(str(path)), frame_fps=0.0, subtitles=False)
     assert list(src) == []
     assert src.progress.has_audio is False and src.progress.has_video is True
+    # Subtitle tracks are read without decoding a single frame.
+    cues = list(MediaSource(parse_source(str(path)), frame_fps=0.0))
+    assert len(cues) == 13 and all(isinstance(c, SubtitleCue) for c in cues)
 

@@ -1,0 +1,145 @@
+"""Unit tests of the pure visual logic: which frames are read, how lines become records with spans,
+the per-stream item index, and what a question asks about. Fast: no models."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import numpy as np
+import pytest
+
+from streaming.intent import parse_question
+from streaming.item_index import TimedIndex
+from streaming.screen_text import ReadGate, ScreenTextTracker, TextBlock, grey_thumb, group_lines, same_text
+from manta_models.ocr import OcrLine
+
+
+def frame(value: int = 0, h: int = 360, w: int = 640) -> np.ndarray:
+    return np.full((h, w, 3), value, dtype=np.uint8)
+
+
+def test_grey_thumb_is_the_block_mean_for_any_frame_size():
+    img = frame(0, 181, 333)
+    img[:, 200:] = 255
+    thumb = grey_thumb(img)
+    assert thumb.shape == (90, 160) and thumb.dtype == np.float32
+    assert thumb[:, 0].max() == 0.0 and thumb[:, -1].min() == 1.0
+    with pytest.raises(ValueError):
+        grey_thumb(np.zeros((10, 10), dtype=np.uint8))
+
+
+def test_gate_reads_changes_only_and_respects_the_interval_except_at_cuts():
+    gate = ReadGate(min_interval_s=2.0)
+    still = grey_thumb(frame(50))
+    assert gate.decide(0.0, still) == "read"
+    assert gate.decide(1.0, still) == "same"  # nothing changed: no OCR
+    corner = frame(50)
+    corner[300:340, 560:620] = 255  # a small counter changing in a corner is a change
+    assert gate.decide(1.0, grey_thumb(corner)) == "wait"  # too soon after the last read
+    assert gate.decide(1.5, grey_thumb(frame(200)), cut=True) == "read"  # a cut reads at once
+    assert gate.decide(4.0, grey_thumb(corner)) == "read"
+    assert gate.reads == 3
+
+
+def test_noise_below_threshold_is_not_a_change():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    noisy = np.clip(base.astype(int) + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8)
+    gate = ReadGate()
+    gate.decide(0.0, grey_thumb(base))
+    assert gate.decide(5.0, grey_thumb(noisy)) == "same"
+
+
+def test_two_line_title_is_one_block_and_far_apart_lines_are_not():
+    lines = [OcrLine("PRESENTS", (0.42, 0.55, 0.58, 0.60), 0.99),
+             OcrLine("THE PEACH OPEN MOVIE PROJECT", (0.25, 0.48, 0.75, 0.53), 0.98),
+             OcrLine("5.005", (0.05, 0.90, 0.12, 0.95), 0.99)]
+    blocks = group_lines(lines)
+    assert [b.text for b in blocks] == ["THE PEACH OPEN MOVIE PROJECT PRESENTS", "5.005"]
+    assert blocks[0].confidence == 0.98 and blocks[0].box == (0.25, 0.48, 0.75, 0.60)
+
+
+def test_same_text_tolerates_ocr_noise_but_not_a_changed_number():
+    assert same_text("Manifesto of the Communist Party", "Manifesto of the Comunist Party")
+    assert not same_text("5.005", "6.006")
+    assert not same_text("Breaking news", "Weather today")
+
+
+def test_tracker_makes_one_record_per_persisting_text_with_growing_span():
+    ids = itertools.count()
+    tr = ScreenTextTracker(lambda: next(ids))
+    title = TextBlock("Audible Socialism", (0.3, 0.1, 0.7, 0.2), 0.95)
+    (rec,) = tr.observe(0.0, [title], until=1.0)
+    assert (rec.id, rec.t0, rec.t1) == (0, 0.0, 1.0)
+    assert [r.t1 for r in tr.confirm(2.0)] == [2.0]  # unchanged frames extend it
+    counter = TextBlock("1.001", (0.0, 0.9, 0.1, 1.0), 0.99)
+    out = tr.observe(3.0, [TextBlock("Audible Socialisn", title.box, 0.9), counter], until=4.0)
+    assert [(r.id, r.text, r.t0, r.t1) for r in out] == [(0, "Audible Socialism", 0.0, 4.0),
+                                                         (1, "1.001", 3.0, 4.0)]
+    out = tr.observe(5.0, [], until=6.0)  # everything gone: records end at their last sight
+    assert out == [] and tr.open == []
+
+
+def test_timed_index_updates_spans_in_place_and_filters_by_time_and_kind():
+    idx = TimedIndex(4)
+    v = np.eye(4, dtype=np.float32)
+    idx.upsert(1, "title", 0.0, 2.0, v[0])
+    idx.upsert(2, "label", 5.0, 8.0, v[1])
+    idx.upsert(1, "title", 0.0, 30.0, None)  # still on screen at 30 s: no new entry
+    assert len(idx) == 2
+    assert idx.search(v[0], 5, start=20.0) == [("title", 1.0)]
+    assert [it for it, _ in idx.search(v[0], 5, where=lambda it: it == "label")] == ["label"]
+    assert idx.items(6.0, 7.0) == ["title", "label"]
+    with pytest.raises(ValueError):
+        idx.upsert(3, "x", 0.0, 1.0, None)  # a new key needs its vector
+    with pytest.raises(ValueError):
+        idx.upsert(3, "x", 2.0, 1.0, v[2])
+
+
+def test_timed_index_concurrent_upserts_and_searches():
+    idx = TimedIndex(8)
+    rng = np.random.default_rng(1)
+    errors = []
+
+    def writer():
+        for i in range(2000):
+            idx.upsert(i, i, float(i), float(i) + 1, rng.standard_normal(8).astype(np.float32))
+
+    def reader():
+        q = np.ones(8, dtype=np.float32)
+        try:
+            for _ in range(300):
+                for item, _ in idx.search(q, 5, start=10.0):
+                    assert item + 1 >= 10.0
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(idx) == 2000
+
+
+@pytest.mark.parametrize("question, modalities, listing, content", [
+    ("What text appears on screen?", ("shown",), True, ""),
+    ("What is written on the title card?", ("shown",), True, ""),
+    ("When is an aircraft shown?", ("shown", "seen"), False, "aircraft"),
+    ("What did the narrator say about Europe?", ("said",), False, "europe"),
+    ("Who wrote the manifesto?", ("said", "shown", "seen"), False, "wrote manifesto"),
+    ("Which subtitle mentions Sinbad?", ("said", "shown"), False, "sinbad"),
+])
+def test_parse_question(question, modalities, listing, content):
+    intent = parse_question(question)
+    assert intent.modalities == modalities and intent.listing == listing and intent.content == content
+
+
+def test_parse_question_override_and_validation():
+    assert parse_question("anything at all", "shown").modalities == ("shown",)
+    assert parse_question("x", "any").modalities == ("said", "shown", "seen")
+    with pytest.raises(ValueError):
+        parse_question("  ")
+    with pytest.raises(ValueError):
+        parse_question("x", "smell")
