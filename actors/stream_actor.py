@@ -115,7 +115,8 @@ class StreamActor:
                 for it in visual.shown(start, end)[:limit]]
 
     def frames(self, start: float | None, end: float | None, limit: int) -> list[dict]:
-        """Sampled frames with their image labels; ``cut`` marks the first frame of a shot."""
+        """Sampled frames with their image labels; ``cut`` is set (to the time the shot began) on
+        the first frame sampled in a new shot."""
         visual = self.pipeline.visual if self.pipeline is not None else None
         if visual is None or visual.frames is None:
             return []

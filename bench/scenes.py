@@ -70,7 +70,7 @@ def accuracy(name: str, truth: list[float]) -> list:
         history = (history + [detector.last_score])[-scenes.HISTORY:]
     near = lambda t, ts: any(abs(t - x) <= TOLERANCE_S for x in ts)  # noqa: E731
     hits = [c for c in cuts if near(c.t, truth)]
-    true_rows = [min((r for r in rows if abs(r[0] - t) <= TOLERANCE_S), key=lambda r: -r[1]) for t in truth]
+    true_rows = [max((r for r in rows if abs(r[0] - t) <= TOLERANCE_S), key=lambda r: r[1]) for t in truth]
     others = [r for r in rows if not near(r[0], [c.t for c in cuts] + truth)]
     busy = [r for r in others if r[1] >= 0.03] or [(0, 0, 0)]
     fmt = lambda r: f"{r[1]:.3f} at {r[2]:.1f}x ({r[0]:.2f} s)"  # noqa: E731
@@ -85,12 +85,13 @@ def main() -> None:
     d = scenes.SceneDetector()
     body = [f"Defaults: threshold {d.threshold}, ratio {d.ratio}x, min_shot_s {d.min_shot_s}, histogram "
             f"change >= {scenes.MIN_HIST_CHANGE}, flash check {scenes.FLASH_FRAMES} frames.", "",
-            "Per-frame cost, median / p95 in µs (decode single-threaded, so nothing runs beside the timed code):", ""]
+            "Per-frame cost, median / p95 in µs (decode single-threaded, so that nothing runs beside "
+            "the timed code):", ""]
     body += table(["clip", "size", "frames", "decode", "to_ndarray(64x36)", "thumbnail()", "update()",
                    "thumbnail+update", "vs decode", "one core at 30 fps"],
                   [[label, *cost(name)] for label, name in COST_CLIPS.items()])
-    body += ["", f"Accuracy (a cut counts within ±{TOLERANCE_S} s; score/ratio = score and score / "
-             "median score of the last second; 'busiest' = largest ratio among non-cuts scoring >= 0.03):", ""]
+    body += ["", f"Accuracy (a cut counts within ±{TOLERANCE_S} s; score/ratio = score and score / median "
+             "score of the last second; 'busiest' = largest ratio among non-cuts scoring >= 0.03):", ""]
     body += table(["clip", "recall", "precision", "extra cuts (s)", "true cuts score/ratio",
                    "largest non-cut score", "busiest non-cut"],
                   [accuracy(name, truth) for name, truth in CUTS.items()])

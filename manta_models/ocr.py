@@ -75,20 +75,4 @@ class TextReader:
             if sum(ch.isalnum() for ch in text) < 2:
                 continue  # a lone glyph is mostly texture read as a character ("一", "A" on a sail)
             lines.append(OcrLine(text, tuple(round(float(v), 4) for v in box), round(float(score), 4)))
-        return reading_order(lines)
-
-
-def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
-    """Rows top to bottom, each left to right. Boxes of one italic line differ in top edge by more
-    than sorting on it tolerates ("That's a bad joke not"), so rows are formed on vertical centres."""
-    rows: list[list[OcrLine]] = []
-    for line in sorted(lines, key=lambda ln: ln.box[1] + ln.box[3]):
-        centre, height = (line.box[1] + line.box[3]) / 2, line.box[3] - line.box[1]
-        if rows:
-            last = rows[-1]
-            row_centre = sum((b.box[1] + b.box[3]) / 2 for b in last) / len(last)
-            if abs(centre - row_centre) < 0.5 * min(height, min(b.box[3] - b.box[1] for b in last)):
-                last.append(line)
-                continue
-        rows.append([line])
-    return [line for row in rows for line in sorted(row, key=lambda ln: ln.box[0])]
+        return lines  # streaming.screen_text.group_lines puts them in reading order

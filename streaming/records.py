@@ -30,7 +30,9 @@ class VideoFrame:
     image: np.ndarray  # H x W x 3 uint8 RGB
     t: float
     wall: float
-    cut: float | None = None  # the first frame of a new shot (the detector's score), else None
+    # Set on the frame that revealed a shot cut: the media time the new shot began (the detector
+    # confirms a cut a few frames after it, so this is slightly before ``t``).
+    cut: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,7 @@ class SeenLabels:
 
     t: float
     labels: tuple[tuple[str, float], ...]
-    cut: bool = False  # the first frame of a shot
+    cut: float | None = None  # a shot began at this media time (just before ``t``)
 
     @property
     def text(self) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import threading
+from numbers import Real
 from collections import deque
 from dataclasses import dataclass
 
@@ -39,6 +40,10 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _local = threading.local()
 _ROWS = (np.arange(THUMB_H) // BLOCK == np.arange(THUMB_H // BLOCK)[:, None]).astype(np.float32) / BLOCK**2
 _COLS = (np.arange(THUMB_W)[:, None] // BLOCK == np.arange(THUMB_W // BLOCK)).astype(np.float32)
+
+
+def _real(x) -> bool:
+    return isinstance(x, Real) and not isinstance(x, bool)
 
 
 def thumbnail(frame) -> np.ndarray:
@@ -88,11 +93,11 @@ class SceneDetector:
     """Feed every frame in order with update(); it returns a ShotCut when one is confirmed."""
 
     def __init__(self, threshold: float = 0.07, min_shot_s: float = 0.5, ratio: float = 6.0):
-        if not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
+        if not (_real(threshold) and 0 < threshold < 1):
             raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-        if not (isinstance(min_shot_s, (int, float)) and 0 <= min_shot_s < math.inf):
+        if not (_real(min_shot_s) and 0 <= min_shot_s < math.inf):
             raise ValueError(f"min_shot_s must be a finite number >= 0, got {min_shot_s!r}")
-        if not (isinstance(ratio, (int, float)) and 1 <= ratio < math.inf):
+        if not (_real(ratio) and 1 <= ratio < math.inf):
             raise ValueError(f"ratio must be a finite number >= 1, got {ratio!r}")
         self.threshold, self.min_shot_s, self.ratio = float(threshold), float(min_shot_s), float(ratio)
         self._scores: deque[float] = deque(maxlen=HISTORY)
@@ -104,7 +109,7 @@ class SceneDetector:
         self.last_score = 0.0  # the latest frame's score, for logs and benchmarks
 
     def update(self, t: float, thumb: np.ndarray) -> ShotCut | None:
-        if not isinstance(t, (int, float)) or not math.isfinite(t):
+        if not (_real(t) and math.isfinite(t)):
             raise ValueError(f"t must be a finite number, got {t!r}")
         if self._last_t is not None and t < self._last_t:
             raise ValueError(f"t went backwards: {t} after {self._last_t}")
@@ -158,11 +163,15 @@ class SceneDetector:
                 "last_cut": None if self._last_cut == -math.inf else self._last_cut}
 
     def load_state_dict(self, d: dict) -> None:
-        fresh = SceneDetector(d["threshold"], d["min_shot_s"], d["ratio"])  # validates them
-        scores = [float(s) for s in d.get("scores", [])][-HISTORY:]
-        if not all(math.isfinite(s) and s >= 0 for s in scores):
-            raise ValueError("scores must be finite numbers >= 0")
+        try:
+            fresh = SceneDetector(d["threshold"], d["min_shot_s"], d["ratio"])  # validates them
+            scores = [float(s) for s in d["scores"]][-HISTORY:]
+            times = [None if d[k] is None else float(d[k]) for k in ("last_t", "last_cut")]
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a SceneDetector state: {e!r}") from None
+        if not all(math.isfinite(s) and s >= 0 for s in scores + [x for x in times if x is not None]):
+            raise ValueError("scores and times in a SceneDetector state must be finite, scores >= 0")
         fresh._scores.extend(scores)
-        fresh._last_t = None if d.get("last_t") is None else float(d["last_t"])
-        fresh._last_cut = -math.inf if d.get("last_cut") is None else float(d["last_cut"])
+        fresh._last_t, last_cut = times
+        fresh._last_cut = -math.inf if last_cut is None else last_cut
         self.__dict__.update(fresh.__dict__)

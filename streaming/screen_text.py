@@ -85,27 +85,59 @@ class TextBlock:
     confidence: float
 
 
-def group_lines(lines: list[Line]) -> list[TextBlock]:
-    """Join vertically adjacent, horizontally overlapping lines into blocks, in reading order."""
-    blocks: list[list[Line]] = []
-    for line in sorted(lines, key=lambda ln: (ln.box[1], ln.box[0])):
-        x0, y0, x1, y1 = line.box
-        height = max(1e-3, y1 - y0)
-        for block in blocks:
-            last = block[-1]
-            bx0 = min(b.box[0] for b in block)
-            bx1 = max(b.box[2] for b in block)
-            if 0 <= y0 - last.box[3] <= 1.2 * height and min(x1, bx1) > max(x0, bx0):
-                block.append(line)
+def _rows(lines: list[Line], aspect: float) -> list[list[Line]]:
+    """Lines side by side on one baseline (words the detector split), each row left to right. Boxes
+    of one italic line differ in top edge, so rows form on vertical centres; a wide horizontal gap
+    (two corners of the screen) starts a new row."""
+    rows: list[list[Line]] = []
+    for line in sorted(lines, key=lambda ln: (ln.box[1] + ln.box[3], ln.box[0])):
+        centre, height = (line.box[1] + line.box[3]) / 2, line.box[3] - line.box[1]
+        for row in rows:
+            row_centre = sum((b.box[1] + b.box[3]) / 2 for b in row) / len(row)
+            row_h = min(b.box[3] - b.box[1] for b in row)
+            gap = max(line.box[0] - max(b.box[2] for b in row), min(b.box[0] for b in row) - line.box[2])
+            # gap in units of line height, in pixels: boxes are fractions of width and of height
+            if abs(centre - row_centre) < 0.5 * min(height, row_h) and \
+                    gap * aspect <= 1.5 * max(height, row_h):
+                row.append(line)
                 break
         else:
-            blocks.append([line])
-    out = []
-    for block in blocks:
-        box = (min(b.box[0] for b in block), min(b.box[1] for b in block),
-               max(b.box[2] for b in block), max(b.box[3] for b in block))
-        out.append(TextBlock(" ".join(b.text for b in block), box, min(b.confidence for b in block)))
-    return out
+            rows.append([line])
+    return [sorted(row, key=lambda ln: ln.box[0]) for row in rows]
+
+
+def _union(lines: list[Line]) -> tuple[float, float, float, float]:
+    return (min(b.box[0] for b in lines), min(b.box[1] for b in lines),
+            max(b.box[2] for b in lines), max(b.box[3] for b in lines))
+
+
+def group_lines(lines: list[Line], aspect: float = 16 / 9) -> list[TextBlock]:
+    """Rows that belong together (a two-line title in one font) joined into blocks, in reading
+    order. ``aspect`` is the frame's width / height, to compare horizontal and vertical gaps."""
+    if aspect <= 0:
+        raise ValueError("aspect must be positive")
+    blocks: list[list[tuple[float, float, float, float]]] = []
+    texts: list[list[str]] = []
+    confs: list[float] = []
+    for row in sorted(_rows(lines, aspect), key=lambda r: _union(r)[1]):
+        box = _union(row)
+        h = box[3] - box[1]
+        if blocks:
+            last = blocks[-1][-1]
+            last_h = last[3] - last[1]
+            close = box[1] - last[3] <= 0.6 * min(h, last_h)
+            same_font = max(h, last_h) <= 1.6 * min(h, last_h)
+            overlap = min(box[2], max(b[2] for b in blocks[-1])) > max(box[0], min(b[0] for b in blocks[-1]))
+            if close and same_font and overlap:
+                blocks[-1].append(box)
+                texts[-1].append(" ".join(b.text for b in row))
+                confs[-1] = min(confs[-1], min(b.confidence for b in row))
+                continue
+        blocks.append([box])
+        texts.append([" ".join(b.text for b in row)])
+        confs.append(min(b.confidence for b in row))
+    return [TextBlock(" ".join(t), (min(b[0] for b in bx), min(b[1] for b in bx), max(b[2] for b in bx),
+                                   max(b[3] for b in bx)), c) for bx, t, c in zip(blocks, texts, confs)]
 
 
 def _norm(text: str) -> str:

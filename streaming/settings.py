@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     ocr_interval_s: float = Field(2.0, ge=0.0, description="least media time between OCR reads (cuts excepted)")
     ocr_side: int = Field(480, ge=160, le=2048, description="OCR detector's input size (shorter side, px)")
     subtitles: bool = Field(True, description="read subtitle tracks carried in the container")
-    scene_threshold: float | None = Field(None, gt=0.0, description="shot-cut score threshold (None: tuned default)")
+    scene_threshold: float | None = Field(None, gt=0.0, lt=1.0, description="shot-cut score threshold (None: tuned default)")
     clip_model: str | None = Field(None, description="local CLIP/SigLIP folder: text-to-frame search")
     caption_model: str | None = Field(None, description="local captioning VLM folder (BLIP-type)")
     stream_model: str = Field("bundled", description="'bundled', 'off' or a file from train_stream")

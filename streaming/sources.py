@@ -304,8 +304,9 @@ class MediaSource:
                         yield chunk
                 else:
                     t = media_time(frame.time)
-                    # Every decoded frame goes through the cut detector (64x36, microseconds), so a
-                    # new shot is sampled at its first frame, between the regular samples.
+                    # Every decoded frame goes through the cut detector (64x36, well under 1 ms), so
+                    # a new shot is sampled as soon as the cut is confirmed (3 frames into it),
+                    # between the regular samples.
                     cut = scenes.update(t, thumbnail(frame))
                     if audio is None:  # pictures are the clock: the stream lasts to its last frame
                         step = float(frame.duration * frame.time_base) if frame.duration else 0.0
@@ -314,7 +315,7 @@ class MediaSource:
                     if t + 1e-6 < skip_until or not (on_grid or cut is not None):
                         continue
                     next_frame_t = t + 1.0 / self.frame_fps
-                    yield self._frame_record(frame, t, None if cut is None else cut.score)
+                    yield self._frame_record(frame, t, None if cut is None else cut.t)
                     if audio is None:
                         paced(t)
         for track in tracks.values():

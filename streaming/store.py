@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS items (
     confidence REAL, box TEXT, labels TEXT, vector BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS frames (
-    t REAL NOT NULL, labels TEXT NOT NULL, cut INTEGER NOT NULL, vector BLOB NOT NULL
+    t REAL NOT NULL, labels TEXT NOT NULL, cut REAL, vector BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 0), next_seq INTEGER NOT NULL, resume_t REAL NOT NULL,
@@ -132,7 +132,7 @@ class StreamStore:
                  None if v is None else np.asarray(v, dtype=np.float32).tobytes(), _features_blob(f))
                 for s, v, f in zip(segments, vectors, features, strict=True)]
         item_rows = [_item_row(it, v) for it, v in items]
-        frame_rows = [(f.t, json.dumps(f.labels), int(f.cut), np.asarray(v, dtype=np.float32).tobytes())
+        frame_rows = [(f.t, json.dumps(f.labels), f.cut, np.asarray(v, dtype=np.float32).tobytes())
                       for f, v in frames]
         cp = checkpoint
         with self._lock:
@@ -184,7 +184,7 @@ class StreamStore:
         # What was seen after the last commit is seen again when the source resumes there.
         resume_t = checkpoint.resume_t if checkpoint else 0.0
         items = [_item(r) for r in item_rows if r[3] < resume_t]
-        frames = [(SeenLabels(t, tuple(tuple(x) for x in json.loads(labels)), bool(cut)), _vec(vec))
+        frames = [(SeenLabels(t, tuple(tuple(x) for x in json.loads(labels)), cut), _vec(vec))
                   for t, labels, cut, vec in frame_rows if t < resume_t]
         return Restored(segments, vectors, features, checkpoint, items, frames)
 

@@ -88,7 +88,7 @@ class VisualStage:
         vector = None
         if frame.cut is not None:
             self.counters.cuts += 1
-        seen = SeenLabels(frame.t, (), cut=frame.cut is not None)
+        seen = SeenLabels(frame.t, (), cut=frame.cut)
         if self.vision is not None:
             vectors, labels = self.vision.encode([frame.image])
             vector = vectors[0]
@@ -110,7 +110,7 @@ class VisualStage:
             decision = self.gate.decide(frame.t, grey_thumb(frame.image), cut=frame.cut is not None)
             if decision == "read":
                 t = time.perf_counter()
-                blocks = group_lines(self.reader.read(frame.image))
+                blocks = group_lines(self.reader.read(frame.image), frame.image.shape[1] / frame.image.shape[0])
                 self.counters.ocr_reads += 1
                 self.counters.ocr_seconds += time.perf_counter() - t
                 self._upsert(self.screen.observe(frame.t, blocks, until))
@@ -129,7 +129,7 @@ class VisualStage:
             lines = self.reader.read(cue.image)
             self.counters.ocr_reads += 1
             self.counters.ocr_seconds += time.perf_counter() - t
-            text = " ".join(ln.text for ln in lines)
+            text = " ".join(b.text for b in group_lines(lines, cue.image.shape[1] / cue.image.shape[0]))
             confidence = min((ln.confidence for ln in lines), default=0.0)
         text = " ".join((text or "").split())
         if not text:

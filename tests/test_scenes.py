@@ -114,7 +114,7 @@ def run(frames, detector: SceneDetector | None = None, t0: float = 0.0) -> list[
 def test_constructor_validates_arguments():
     for kwargs in ({"threshold": 0}, {"threshold": 1}, {"threshold": -0.1}, {"threshold": math.nan},
                    {"threshold": "0.1"}, {"min_shot_s": -1}, {"min_shot_s": math.inf},
-                   {"min_shot_s": math.nan}, {"ratio": 0.5}, {"ratio": math.inf}):
+                   {"min_shot_s": math.nan}, {"ratio": 0.5}, {"ratio": math.inf}, {"ratio": True}):
         with pytest.raises(ValueError):
             SceneDetector(**kwargs)
     SceneDetector(threshold=0.2, min_shot_s=0, ratio=1)
@@ -217,6 +217,9 @@ def test_state_dict_continues_a_restarted_stream():
         SceneDetector().load_state_dict({**state, "threshold": 2})
     with pytest.raises(ValueError):
         SceneDetector().load_state_dict({**state, "scores": [math.nan]})
+    for broken in ({}, {**state, "scores": None}, {**state, "last_t": "x"}, {**state, "last_cut": -1e400}):
+        with pytest.raises(ValueError):
+            SceneDetector().load_state_dict(broken)
 
 
 def test_thumbnail_matches_pyav_to_ndarray_across_sizes():

@@ -60,6 +60,22 @@ def test_two_line_title_is_one_block_and_far_apart_lines_are_not():
     assert blocks[0].confidence == 0.98 and blocks[0].box == (0.25, 0.48, 0.75, 0.60)
 
 
+def test_title_card_layout_reads_in_order():
+    """The manifesto card as RapidOCR boxes it: two words side by side in a big font, then three
+    smaller lines; a counter and a timecode in opposite corners stay apart."""
+    card = [OcrLine("Karl MarxFriedrich Engels", (0.325, 0.75, 0.7094, 0.8333), 0.99),
+            OcrLine("Socialism", (0.5219, 0.3278, 0.7656, 0.4556), 1.0),
+            OcrLine("Communist Party", (0.3438, 0.65, 0.6531, 0.75), 0.99),
+            OcrLine("Audible", (0.2375, 0.3333, 0.4437, 0.4556), 0.99),
+            OcrLine("Manifesto of the", (0.35, 0.5722, 0.6469, 0.6667), 0.99)]
+    assert [b.text for b in group_lines(card)] == [
+        "Audible Socialism", "Manifesto of the Communist Party Karl MarxFriedrich Engels"]
+    corners = [OcrLine("5.005", (0.05, 0.9, 0.12, 0.95), 0.99), OcrLine("00:00:05;00", (0.8, 0.9, 0.95, 0.95), 0.99)]
+    assert [b.text for b in group_lines(corners)] == ["5.005", "00:00:05;00"]
+    with pytest.raises(ValueError):
+        group_lines(corners, aspect=0)
+
+
 def test_same_text_tolerates_ocr_noise_but_not_a_changed_number():
     assert same_text("Manifesto of the Communist Party", "Manifesto of the Comunist Party")
     assert not same_text("5.005", "6.006")
