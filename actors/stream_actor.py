@@ -144,7 +144,9 @@ class StreamActor:
                  "words": [{"text": w.text, "start": w.start, "end": w.end} for w in s.words],
                  "surprise": s.surprise, "surprise_raw": s.surprise_raw, "novelty": s.novelty,
                  "boundary": s.boundary, "coherence": s.coherence,
-                 "shown": [{"kind": it.kind, "text": it.text, "start": it.t0, "end": it.t1} for it in s.shown],
+                 # Within the segment: a title still on screen keeps growing its own span.
+                 "shown": [{"kind": it.kind, "text": it.text, "start": max(it.t0, s.t0),
+                            "end": min(it.t1, s.t1)} for it in s.shown],
                  "seen": [{"t": f.t, "labels": [n for n, _ in f.labels], "cut": f.cut} for f in s.seen]} | ({"summary": list(s.summary)} if include_summary else {})
                 for s in segs]
 

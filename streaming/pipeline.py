@@ -382,8 +382,11 @@ class StreamPipeline:
                 z["surprise"], boundary["surprise"] = self.trackers["surprise"].update(out.surprise)
             fields = dict(surprise_raw=out.surprise, coherence=out.coherence,
                           summary=tuple(float(x) for x in out.summary))
+        # A shot cut the detector confirmed inside the span is a boundary whatever the scores say:
+        # on the test clips it finds every cut at its frame, which no z-score does.
+        cut = any(f.cut is not None for f in seg.seen)
         return replace(seg, surprise=z.get("surprise"), novelty=z.get("novelty"),
-                       boundary=boundary.get(self.settings.boundary_signal, False), **fields)
+                       boundary=boundary.get(self.settings.boundary_signal, False) or cut, **fields)
 
     def _checkpoint(self, last: MicroSegment) -> Checkpoint:
         stepper = self.models.stepper

@@ -114,3 +114,29 @@ def test_a_killed_stream_actor_resumes_its_exact_state_and_loses_nothing(service
         else:
             assert seg.surprise_raw == pytest.approx(out.surprise, abs=1e-5), seg.seq
         assert np.allclose(seg.summary, out.summary, atol=1e-5), seg.seq
+
+
+def test_visual_items_and_frames_survive_a_reload_and_what_follows_the_checkpoint_is_seen_again(tmp_path):
+    from streaming.records import LabelSpan, SeenLabels, ShownText
+    from streaming.store import Checkpoint
+
+    store = StreamStore(tmp_path / "v.sqlite")
+    vec = np.ones(4, dtype=np.float32) / 2
+    title = ShownText(0, "ocr", "Audible Socialism", 0.0, 5.0, 0.99, (0.2, 0.3, 0.8, 0.5))
+    cue = ShownText(1, "subtitle", "I'm Sinbad the sailor", 13.0, 16.4)
+    labels = LabelSpan(2, 0.0, 3.0, (("airliner", 0.8), ("wing", 0.1)))
+    later = ShownText(3, "ocr", "seen after the checkpoint", 20.0, 21.0, 0.9)
+    frames = [(SeenLabels(1.0, (("airliner", 0.8),), cut=None), np.arange(8, dtype=np.float32)),
+              (SeenLabels(12.4, (("valley", 0.5),), cut=12.375), np.ones(8, dtype=np.float32)),
+              (SeenLabels(20.5, (("maze", 0.3),), cut=None), np.zeros(8, dtype=np.float32))]
+    cp = Checkpoint(next_seq=0, resume_t=18.0, media_seconds=21.0, wall=0.0)
+    store.commit([], [], [], cp, [(title, vec), (cue, vec), (labels, vec), (later, vec)], frames)
+    # The title is still on screen at the next commit: the same record, a longer span.
+    store.commit([], [], [], cp, [(ShownText(0, "ocr", "Audible Socialism", 0.0, 17.0, 0.99, title.box), vec)], [])
+    restored = store.load("s")
+    items = {it.id: it for it, _ in restored.items}
+    assert set(items) == {0, 1, 2}  # id 3 began after the checkpoint: the resumed source reads it again
+    assert items[0].t1 == 17.0 and items[0].box == title.box and items[1] == cue and items[2] == labels
+    assert all(np.array_equal(v, vec) for _, v in restored.items)
+    assert [(f.t, f.cut) for f, _ in restored.frames] == [(1.0, None), (12.4, 12.375)]
+    assert np.array_equal(restored.frames[0][1], np.arange(8, dtype=np.float32))
