@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from streaming.pipeline import Models
+from streaming.interfaces import Models
 from streaming.settings import Settings
 
 log = logging.getLogger("manta.models")

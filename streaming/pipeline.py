@@ -13,8 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
 
 import numpy as np
 
@@ -26,46 +25,12 @@ from .segmenter import MicroSegmenter
 from .settings import Settings
 from .sources import CHUNK_SECONDS, MediaSource, SourceError, SourceSpec
 from .store import Checkpoint, StreamStore
-from .transcript import IncrementalTranscriber, SpeechRecognizer
+from .interfaces import Embedder, ModelLoader, Models
+from .transcript import IncrementalTranscriber
 from .visual import KIND_MODALITY, VisualStage
 
 log = logging.getLogger("manta.pipeline")
 _END = object()
-
-
-class Embedder(Protocol):
-    dim: int
-
-    def encode(self, texts: list[str]) -> np.ndarray: ...
-
-
-class FrameEmbedder(Protocol):
-    def encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list]: ...
-
-
-class TextReader(Protocol):
-    def read(self, frame: np.ndarray) -> list: ...
-
-
-class Stepper(Protocol):
-    """One stream's recurrent model state (manta_models.stream_model.StreamStepper)."""
-
-    def step(self, blocks: dict[str, np.ndarray | None]) -> Any: ...
-
-    def state_dict(self) -> dict[str, np.ndarray]: ...
-
-    def load_state_dict(self, d: dict[str, np.ndarray]) -> None: ...
-
-
-@dataclass
-class Models:
-    asr: SpeechRecognizer
-    embedder: Embedder
-    vision: FrameEmbedder | None = None
-    ocr: TextReader | None = None  # on-screen text and bitmap subtitles
-    clip: Any = None  # manta_models.clip.ClipEncoder: frames searchable by text
-    captioner: Any = None  # manta_models.captioner.Captioner
-    stepper: Stepper | None = None  # the stream model, with this stream's state
 
 
 def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
@@ -75,9 +40,6 @@ def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
                     check_every_s=0.5)
     return dict(max_buffer_s=settings.asr_max_buffer_s, min_piece_s=settings.asr_min_piece_s,
                 check_every_s=settings.asr_check_every_s, one_window=True)
-
-
-ModelLoader = Callable[[], Models]
 
 
 class StreamPipeline:

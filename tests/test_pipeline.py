@@ -10,7 +10,8 @@ import pytest
 from conftest import media, normalise
 from manta_models.asr import WhisperASR
 from manta_models.embed import TextEmbedder
-from streaming.pipeline import Models, StreamPipeline
+from streaming.interfaces import Models
+from streaming.pipeline import StreamPipeline
 from streaming.replay import replay
 from streaming.settings import Settings
 from streaming.sources import parse_source

@@ -1,0 +1,53 @@
+"""What one stream's pipeline needs from the models: small protocols that manta_models implements.
+
+The pipeline is pure logic; it sees models only through these, so tests and tools can hand it any
+object that fits (manta_models.loader.ModelSet builds the real ones from Settings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from .transcript import SpeechRecognizer
+
+
+class Embedder(Protocol):
+    dim: int
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+class FrameEmbedder(Protocol):
+    def encode(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list]: ...
+
+
+class TextReader(Protocol):
+    def read(self, frame: np.ndarray) -> list: ...
+
+
+class Stepper(Protocol):
+    """One stream's recurrent model state (manta_models.stream_model.StreamStepper)."""
+
+    def step(self, blocks: dict[str, np.ndarray | None]) -> Any: ...
+
+    def state_dict(self) -> dict[str, np.ndarray]: ...
+
+    def load_state_dict(self, d: dict[str, np.ndarray]) -> None: ...
+
+
+@dataclass
+class Models:
+    asr: SpeechRecognizer
+    embedder: Embedder
+    vision: FrameEmbedder | None = None
+    ocr: TextReader | None = None  # on-screen text and bitmap subtitles
+    clip: Any = None  # manta_models.clip.ClipEncoder: frames searchable by text
+    captioner: Any = None  # manta_models.captioner.Captioner
+    stepper: Stepper | None = None  # the stream model, with this stream's state
+
+
+ModelLoader = Callable[[], Models]
