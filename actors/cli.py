@@ -118,12 +118,12 @@ def print_answer(result: dict, base_url: str) -> None:
     if not result.get("evidence"):
         return
     table = Table(show_header=True, header_style="dim")
-    for col in ("score", "stream", "span", "text"):
+    for col in ("score", "stream", "span", "from", "text"):
         table.add_column(col, overflow="fold")
     for e in result["evidence"]:
         link = f"{base_url}/v1/streams/{e['stream']}/segments?start={e['start']:.2f}&end={e['end']:.2f}"
         span = f"[link={link}]{clock(e['start'])}–{clock(e['end'])}[/link]"
-        table.add_row(f"{e['score']:.2f}", escape(e["stream"]), span, escape(e["text"]))
+        table.add_row(f"{e['score']:.2f}", escape(e["stream"]), span, e.get("kind", "speech"), escape(e["text"]))
     console.print(table)
 
 
@@ -185,7 +185,7 @@ def cmd_ask(args) -> int:
     settings = make_settings(args)
     client = Client(settings.url)
     body = {"question": args.question, "streams": args.stream or None, "start": args.start,
-            "end": args.end, "k": args.k}
+            "end": args.end, "k": args.k, "modality": args.modality}
     result = client.call("POST", "/v1/query", json={k: v for k, v in body.items() if v is not None})
     if args.json:
         console.print_json(data=result)
@@ -306,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--start", type=float, help="media seconds")
     sp.add_argument("--end", type=float, help="media seconds")
     sp.add_argument("-k", type=int, help="evidence items")
+    sp.add_argument("--modality", choices=("any", "said", "shown", "seen"),
+                    help="what was said, shown (on-screen text, subtitles) or seen; default: guessed")
     sp.add_argument("--json", action="store_true", help="print the raw JSON response")
     sp = common(sub.add_parser("status", help="progress per stream"))
     sp.add_argument("stream", nargs="?")

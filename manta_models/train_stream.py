@@ -46,7 +46,7 @@ def _cache_key(path: Path, settings: Settings) -> str:
     h = hashlib.sha256()
     h.update(str(path.resolve()).encode())
     h.update(str(path.stat().st_size).encode() + str(path.stat().st_mtime_ns).encode())
-    h.update(f"{settings.asr_model}|{settings.micro_target_s}|{settings.frame_fps}|v2".encode())
+    h.update(f"{settings.asr_model}|{settings.micro_target_s}|{settings.frame_fps}|{settings.ocr}|v3".encode())
     return h.hexdigest()[:20]
 
 

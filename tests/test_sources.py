@@ -350,3 +350,18 @@ def test_no_audio_file_with_frames_off_yields_nothing() -> None:
     cues = list(MediaSource(parse_source(str(path)), frame_fps=0.0))
     assert len(cues) == 13 and all(isinstance(c, SubtitleCue) for c in cues)
 
+
+
+def test_pyav_log_bridge_is_off_and_cut_frames_are_sampled_between_the_grid() -> None:
+    """PyAV's FFmpeg->Python log bridge locks per message from every decoder thread (contention and
+    deadlocks under threads): importing the sources module turns it off. A new shot is sampled as
+    soon as the detector confirms it, not at the next whole second."""
+    import av
+
+    assert av.logging.get_level() is None
+    frames = [c for c in MediaSource(parse_source(str(_media("big_buck_bunny_0_30.webm"))), frame_fps=1.0)
+              if isinstance(c, VideoFrame)]
+    cuts = [f for f in frames if f.cut is not None]
+    assert [round(f.cut, 2) for f in cuts] == [11.79, 15.67, 22.96]  # ../shared/media/README.md
+    assert all(0 < f.t - f.cut <= 0.2 for f in cuts)  # confirmed 3 frames into the new shot
+    assert 30 <= len(frames) <= 34 and max(f.image.shape[1] for f in frames) == 640  # 1 fps + cuts
