@@ -7,8 +7,12 @@ questions, fans searches out to the streams and merges what comes back.
 
 
 import asyncio
+import base64
+import binascii
 import functools
+import io
 import logging
+import threading
 from pathlib import PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -40,13 +44,22 @@ class StreamRequest(BaseModel):
 
 
 class SimilarRequest(BaseModel):
-    """Frames like the one a stream showed at a given media time."""
+    """Frames like an example: one a stream showed (``stream`` + ``at``) or an uploaded ``image``."""
 
     model_config = ConfigDict(extra="forbid")
-    stream: str = Field(..., min_length=1, max_length=63)
-    at: float = Field(..., ge=0, description="media seconds of the example frame")
+    stream: str | None = Field(None, min_length=1, max_length=63)
+    at: float | None = Field(None, ge=0, description="media seconds of the example frame")
+    image: str | None = Field(None, max_length=14_000_000, description="base64 PNG or JPEG (<= 10 MB)")
     streams: list[str] | None = Field(None, max_length=1000, description="where to look (default all)")
     k: int = Field(10, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one_example(self):
+        if (self.image is None) == (self.stream is None):
+            raise ValueError("give either 'image' or 'stream' with 'at'")
+        if self.stream is not None and self.at is None:
+            raise ValueError("'at' (media seconds) is required with 'stream'")
+        return self
 
 
 class QueryRequest(BaseModel):
@@ -75,6 +88,26 @@ class QueryRequest(BaseModel):
 
 
 # Helpers sit above the deployment: Serve ships the class by value and resolves names there.
+def decode_image(image_b64: str):
+    """An uploaded base64 PNG/JPEG as an H x W x 3 uint8 RGB array; ValueError says what is wrong."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        raw = base64.b64decode(image_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("'image' is not valid base64") from None
+    if len(raw) > 10 * 1024 * 1024:
+        raise ValueError("'image' is larger than 10 MB")
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            if img.width * img.height > 40_000_000:
+                raise ValueError(f"'image' is {img.width}x{img.height}: too many pixels")
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError):
+        raise ValueError("'image' is not a PNG or JPEG picture") from None
+
+
 def _probe_file(spec, settings: Settings) -> None:
     open_container(spec, settings.open_timeout_s, settings.read_timeout_s).close()
 
@@ -92,6 +125,8 @@ class MantaApi:
         self.streams = StreamDirectory(self.settings)
         # Monitoring dashboards re-ask the same questions on a timer: embed each text once.
         self._question_vector = functools.lru_cache(maxsize=1024)(self._embed)
+        self._vision = None
+        self._vision_lock = threading.Lock()
 
     def _embed(self, question: str):
         vector = self.embedder.encode([question])[0]
@@ -197,11 +232,14 @@ class MantaApi:
 
     @api.post("/v1/frames/similar")
     async def similar_frames(self, req: SimilarRequest) -> dict:
-        """Frames like the one ``stream`` showed at ``at``, from every (or the given) stream."""
-        handle = await self._known(req.stream)
-        vector = await asyncio.wait_for(handle.frame_vector.remote(req.at), self.settings.query_timeout_s)
-        if vector is None:
-            raise HTTPException(404, detail=f"stream {req.stream} has no sampled frame near {req.at:g} s")
+        """Frames like the example, from every (or the given) stream."""
+        if req.image is not None:
+            vector = await run_in_threadpool(self._image_vector, req.image)
+        else:
+            handle = await self._known(req.stream)
+            vector = await asyncio.wait_for(handle.frame_vector.remote(req.at), self.settings.query_timeout_s)
+            if vector is None:
+                raise HTTPException(404, detail=f"stream {req.stream} has no sampled frame near {req.at:g} s")
         known = await self.streams.ids()
         wanted = req.streams or known
         missing = [s for s in wanted if s not in known]
@@ -214,6 +252,21 @@ class MantaApi:
         frames = [f for r in results if not isinstance(r, BaseException) for f in r]
         frames.sort(key=lambda f: -f["score"])
         return {"frames": frames[:req.k]}
+
+    def _image_vector(self, image_b64: str):
+        """Embed an uploaded picture in the frames' space (the model loads on first use)."""
+        if self.settings.visual_model == "off":
+            raise HTTPException(409, detail="visual_model is off: frames are not embedded")
+        try:
+            frame = decode_image(image_b64)
+        except ValueError as exc:
+            raise HTTPException(422, detail=str(exc)) from None
+        with self._vision_lock:
+            if self._vision is None:
+                from manta_models.vision import VisualEmbedder
+
+                self._vision = VisualEmbedder(threads=self.settings.torch_threads)
+        return self._vision.encode([frame])[0][0]
 
     async def _known(self, stream_id: str):
         try:

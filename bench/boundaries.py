@@ -91,6 +91,21 @@ def evaluate(model, items, rng, thresholds) -> dict:
     return counts
 
 
+def pixel_cuts(path) -> list[float]:
+    """Cut times from streaming.scenes.SceneDetector over every decoded frame of a file."""
+    import av
+
+    from streaming.scenes import SceneDetector, thumbnail
+
+    detector, cuts = SceneDetector(), []
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            cut = detector.update(frame.time, thumbnail(frame))
+            if cut is not None:
+                cuts.append(cut.t)
+    return cuts
+
+
 def main() -> None:
     args = parse_args(__doc__, [("--steps", dict(type=int, default=800)),
                                 ("--threshold", dict(type=float, default=1.5))])
@@ -126,6 +141,11 @@ def main() -> None:
             tp, npred, ntrue = total[(set_name, det, args.threshold)]
             rows.append([set_name, det, f"{p:.2f}", f"{r:.2f}", f"**{f:.2f}**", f"{tp}/{npred}/{ntrue}",
                          f"{best:.2f} (z ≥ {best_th:g})"])
+    # The pixel-level shot-cut detector the pipeline also uses (no training, so no folds).
+    tp, npred, ntrue = (sum(x) for x in zip(*(match(pixel_cuts(MEDIA / n), c) for n, c in CUTS.items())))
+    p, r, f = prf(tp, npred, ntrue)
+    rows.insert(3, ["shot cuts", "pixel cut detector (streaming/scenes.py)", f"{p:.2f}", f"{r:.2f}",
+                    f"**{f:.2f}**", f"{tp}/{npred}/{ntrue}", "–"])
     fold_names = [", ".join(n for n, _ in fold) for fold in (fold_a, fold_b)]
     body = [f"Folds: A = {fold_names[0]}; B = {fold_names[1]}.",
             f"Models trained {args.steps} steps per fold (final predict loss {', '.join(f'{c:.3f}' for c in curves)}); "

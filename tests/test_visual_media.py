@@ -109,3 +109,26 @@ def test_similar_frames_finds_the_same_shot(service, streams):
     assert len(shots) == 3, shots
     for truth in (11.795, 15.67, 22.961):
         assert any(abs(t - truth) <= 0.05 for t in shots), shots
+
+
+def test_similar_frames_from_an_uploaded_picture(service, streams):
+    import base64
+    import io
+
+    import av
+    from PIL import Image
+
+    with av.open(str(media(CLIPS["bunny"]))) as c:  # a brook frame, re-encoded as a user's JPEG
+        frame = next(f for f in c.decode(video=0) if f.time >= 13.0).to_image()
+    buf = io.BytesIO()
+    frame.resize((480, 270)).save(buf, format="JPEG", quality=80)
+    body = {"image": base64.b64encode(buf.getvalue()).decode(), "k": 2}
+    r = service.post("/v1/frames/similar", json=body)
+    assert r.status_code == 200, r.text
+    best = r.json()["frames"][0]
+    assert best["stream"] == streams["bunny"] and 11.8 <= best["t"] < 15.7, r.json()
+    for bad, message in (({"image": "not base64!"}, "not valid base64"),
+                         ({"image": base64.b64encode(b"plain text").decode()}, "not a PNG or JPEG"),
+                         ({"image": body["image"], "stream": streams["bunny"], "at": 1.0}, "either")):
+        r = service.post("/v1/frames/similar", json=bad)
+        assert r.status_code == 422 and message in r.text, r.text
