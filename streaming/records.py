@@ -113,6 +113,20 @@ class LabelSpan:
 
 
 @dataclass(frozen=True, slots=True)
+class Parent:
+    """A meso (≈30 s) or macro (≈180 s) span of a stream, grown online from its children."""
+
+    level: str  # "meso" or "macro"
+    id: int  # per stream and level, in time order
+    t0: float
+    t1: float
+    children: tuple[int, ...]  # micro segment seqs (meso) or meso ids (macro)
+    summary: str  # extractive: the densest lines under a word budget, in time order
+    density: float  # mean density of the children
+    closed: bool = True  # False while it still grows (searchable all the same)
+
+
+@dataclass(frozen=True, slots=True)
 class MicroSegment:
     stream_id: str
     seq: int
@@ -130,6 +144,8 @@ class MicroSegment:
     # What was shown during the span, each item with its own times (fused by media time).
     shown: tuple[ShownText, ...] = ()
     seen: tuple[SeenLabels, ...] = ()
+    density: float | None = None  # streaming.density: what summaries keep first
+    merged_into: int | None = None  # seq of the earlier segment this one repeats (dedup)
 
     @property
     def text(self) -> str:

@@ -1,0 +1,115 @@
+"""Meso/macro levels, density and dedup: properties over random streams (hypothesis) and the cases a
+user would notice (a repeated title card collapses, a rare sentence stays answerable)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streaming.density import Density, DensityScorer, DensityWeights, content_entropy
+from streaming.hierarchy import Child, Deduper, Hierarchy, LevelBuilder, summarise
+from streaming.records import MicroSegment, Word
+
+
+@st.composite
+def streams(draw):
+    """Contiguous or gappy micro segments 0.5-8 s long, some at boundaries."""
+    n = draw(st.integers(1, 300))
+    t, out = 0.0, []
+    for i in range(n):
+        t += draw(st.sampled_from([0.0, 0.0, 0.0, 0.3, 5.0]))
+        d = draw(st.floats(0.5, 8.0))
+        out.append(Child(i, t, t + d, f"line {i}", None, draw(st.floats(-1, 2)), draw(st.booleans())))
+        t += d
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(streams())
+def test_every_micro_belongs_to_exactly_one_meso_and_one_macro_and_spans_nest(children):
+    h = Hierarchy()
+    closed = []
+    for c in children:
+        closed += h.add(c)
+    closed += h.flush()
+    mesos = [p for p, _ in closed if p.level == "meso"]
+    macros = [p for p, _ in closed if p.level == "macro"]
+    assert sorted(k for m in mesos for k in m.children) == [c.key for c in children]
+    assert sorted(k for m in macros for k in m.children) == [m.id for m in mesos]
+    for level in (mesos, macros):
+        assert [p.id for p in level] == list(range(len(level)))
+        assert all(a.t1 <= b.t0 + 1e-9 for a, b in zip(level, level[1:]))  # ordered, no overlap
+    by_key = {c.key: c for c in children}
+    for m in mesos:  # parents cover their children, within the level's length bounds
+        kids = [by_key[k] for k in m.children]
+        assert m.t0 == kids[0].t0 and m.t1 == max(k.t1 for k in kids)
+        assert m.t1 - m.t0 <= 30.0 + 8.0 + 1e-9 or len(kids) == 1
+    meso_by_id = {m.id: m for m in mesos}
+    for M in macros:
+        kids = [meso_by_id[k] for k in M.children]
+        assert M.t0 == kids[0].t0 and M.t1 == kids[-1].t1 and M.t1 - M.t0 <= 300.0 + 38.0
+
+
+def test_a_meso_closes_early_at_a_boundary_but_not_before_min_s():
+    lb = LevelBuilder("meso", target_s=30, min_s=10, max_s=30, summary_words=50)
+    out = []
+    for i in range(12):  # 3 s children; boundaries at 6 s (too early) and 15 s
+        out += lb.add(Child(i, 3.0 * i, 3.0 * i + 3, f"s{i}", None, 0.0, boundary=i in (2, 5)))
+    assert [(p.t0, p.t1) for p, _ in out] == [(0.0, 15.0)]
+    assert lb.open()[0].t0 == 15.0 and not lb.open()[0].closed
+
+
+def test_open_parent_is_there_before_it_closes():
+    h = Hierarchy()
+    v = np.ones(4, np.float32) / 2
+    h.add(Child(0, 0.0, 3.0, "the budget vote is at noon", v, 1.0))
+    (meso, vec), (macro, mvec) = h.open()
+    assert (meso.level, meso.closed, meso.t1) == ("meso", False, 3.0) and np.allclose(vec, v)
+    assert (macro.level, macro.closed, macro.children) == ("macro", False, (0,)) and np.allclose(mvec, v)
+    assert "budget vote" in meso.summary and "budget vote" in macro.summary
+
+
+def test_summary_keeps_the_densest_lines_in_time_order():
+    kids = [Child(0, 0, 3, "um okay so", None, 0.1), Child(1, 3, 6, "the bridge closes on Tuesday", None, 1.5),
+            Child(2, 6, 9, "thanks everyone", None, 0.2), Child(3, 9, 12, "tolls rise by ten percent", None, 1.2)]
+    assert summarise(kids, 10) == "the bridge closes on Tuesday … tolls rise by ten percent"
+
+
+def test_density_rewards_surprise_and_variety_and_penalises_repeats():
+    scorer = DensityScorer(DensityWeights())
+    v = np.eye(8, dtype=np.float32)[0]
+
+    def seg(text, surprise):
+        return MicroSegment("s", 0, 0.0, 3.0, (Word(" " + text, 0.0, 3.0),), surprise=surprise)
+
+    first = scorer.score(seg("the harbour bridge closes for repairs on tuesday", 2.0), v)
+    repeat = scorer.score(seg("the harbour bridge closes for repairs on tuesday", 2.0), v)
+    dull = DensityScorer().score(seg("yes yes yes yes", -1.0), None)
+    assert isinstance(first, Density) and first.redundancy == 0.0 and repeat.redundancy == pytest.approx(1.0)
+    assert first.value > repeat.value and first.value > dull.value
+    assert content_entropy("") == 0.0 and 0.9 < content_entropy(" ".join(f"w{i}" for i in range(20))) <= 1.0
+    with pytest.raises(ValueError):
+        DensityWeights(novelty=-1)
+
+
+def test_repeated_title_card_collapses_but_a_rare_sentence_is_never_merged():
+    dd = Deduper(threshold=0.85)
+    title = np.eye(16, dtype=np.float32)[0]
+    rare = np.eye(16, dtype=np.float32)[1]
+    near = (title + 0.3 * rare) / np.linalg.norm(title + 0.3 * rare)  # cosine 0.96 to the title
+    reps, merged = [], {}
+    stream = [("Manta news at six", title)] * 5 + [("the reactor will shut down on Friday", rare)] + \
+        [("Manta news at six", title)] * 5 + [("Manta news at seven", near)]
+    for key, (text, vec) in enumerate(stream):
+        rep = dd.match(text, vec)
+        if rep is None:
+            dd.add(key, text, vec)
+            reps.append(key)
+        else:
+            merged.setdefault(rep, []).append(key)
+    assert reps == [0, 5, 11]  # "seven" is new content despite cosine 0.96
+    assert merged == {0: [1, 2, 3, 4, 6, 7, 8, 9, 10]}  # every repeat's span kept by the representative
+    with pytest.raises(ValueError):
+        Deduper(threshold=0)
