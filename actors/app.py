@@ -13,6 +13,7 @@ import functools
 import io
 import logging
 import threading
+from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -69,6 +70,8 @@ class QueryRequest(BaseModel):
     start: float | None = Field(None, ge=0, description="media seconds")
     end: float | None = Field(None, ge=0, description="media seconds")
     k: int | None = Field(None, ge=1, le=100, description="evidence items to return")
+    level: Literal["micro", "meso", "macro"] = Field(
+        "micro", description="micro segments (≈3 s), or meso (≈30 s) / macro (≈180 s) summaries")
     modality: Literal["any", "said", "shown", "seen"] | None = Field(
         None, description="said (speech), shown (on-screen text, subtitles), seen (picture); "
                           "None guesses from the question")
@@ -115,14 +118,22 @@ def _probe_file(spec, settings: Settings) -> None:
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
 @serve.ingress(api)
 class MantaApi:
-    def __init__(self, settings: dict[str, Any] | None = None):
+    def __init__(self, settings: dict[str, Any] | None = None, restore: bool = True):
         prepare_environment(local=False)
         configure_logging()
         from manta_models.embed import TextEmbedder
 
         self.settings = Settings.load(settings)
-        self.embedder = TextEmbedder(self.settings.embed_model, threads=self.settings.torch_threads)
         self.streams = StreamDirectory(self.settings)
+        if restore:
+            # Streams saved in data_dir come back (resumed or just searchable) before the first
+            # request, so a name restored here is taken (409), as it was before the restart. Every
+            # replica does this; actor names are unique, so each stream is restored once.
+            try:
+                self.streams.restore_saved()
+            except Exception:  # noqa: BLE001 - the API must come up even if the scan fails
+                log.exception("restoring saved streams failed")
+        self.embedder = TextEmbedder(self.settings.embed_model, threads=self.settings.torch_threads)
         # Monitoring dashboards re-ask the same questions on a timer: embed each text once.
         self._question_vector = functools.lru_cache(maxsize=1024)(self._embed)
         self._vision = None
@@ -197,10 +208,16 @@ class MantaApi:
             vector = await run_in_threadpool(self._question_vector, " ".join(text.split()))
         kinds = intent.kinds
         handles = [await self.streams.resolve(s) for s in wanted]
+        if req.level != "micro":  # summaries of longer spans: what a stretch of the stream was about
+            vector = vector if vector is not None else await run_in_threadpool(
+                self._question_vector, " ".join(req.question.split()))
+            calls = [h.search_level.remote(vector, k, req.level, req.start, req.end) for h in handles]
+            intent = replace(intent, listing=False)
+        else:
+            calls = [h.search.remote(vector, k, req.start, req.end, kinds, intent.content or req.question)
+                     for h in handles]
         results = await asyncio.gather(
-            *(asyncio.wait_for(wait_ref(h.search.remote(vector, k, req.start, req.end, kinds,
-                                                     intent.content or req.question)),
-                               self.settings.query_timeout_s) for h in handles),
+            *(asyncio.wait_for(wait_ref(c), self.settings.query_timeout_s) for c in calls),
             return_exceptions=True)
         found, warnings = [], []
         for stream_id, result in zip(wanted, results):
@@ -211,6 +228,17 @@ class MantaApi:
         evidence = merge_evidence(found, k, by_time=intent.listing)
         answer = extractive_answer(req.question, evidence, warnings, listing=intent.listing).to_dict()
         return answer | {"modalities": list(intent.modalities)}
+
+    @api.get("/v1/streams/{stream_id}/levels/{level}")
+    async def get_levels(self, stream_id: str, level: Literal["meso", "macro"],
+                         start: float | None = Query(None, ge=0), end: float | None = Query(None, ge=0),
+                         limit: int = Query(1000, ge=1, le=10000)) -> dict:
+        """Meso (≈30 s) or macro (≈180 s) parents with span, children, summary and density; the
+        still-open parent comes last with ``closed: false``."""
+        handle = await self._known(stream_id)
+        parents = await asyncio.wait_for(handle.parents.remote(level, start, end, limit),
+                                         self.settings.query_timeout_s)
+        return {"stream": stream_id, "level": level, "parents": parents}
 
     @api.get("/v1/streams/{stream_id}/shown")
     async def get_shown(self, stream_id: str, start: float | None = Query(None, ge=0),
@@ -276,11 +304,15 @@ class MantaApi:
 
 
 def build_app(args: dict[str, Any] | None = None):
-    """Serve application builder; ``args`` is serve_config.yaml's ``args`` mapping."""
+    """Serve application builder; ``args`` is serve_config.yaml's ``args`` mapping. ``restore``
+    (default true): bring back the streams saved in ``data_dir`` when the API starts."""
     args = dict(args or {})
     settings = args.pop("settings", {}) or {}
+    restore = args.pop("restore", True)
     if args:
         raise ValueError(f"unknown app args: {sorted(args)}; put options under 'settings:'")
+    if not isinstance(restore, bool):
+        raise ValueError("app arg 'restore' must be true or false")
     Settings.load(settings)  # fail at deploy time on a bad config, not in a replica
-    return MantaApi.bind(settings)
+    return MantaApi.bind(settings, restore)
 

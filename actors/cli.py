@@ -256,7 +256,8 @@ def cmd_demo(args) -> int:
     console.print(f"demo source: {demo.path} ({demo.duration:.1f} s of video with speech)")
     with console.status("starting Ray and the Serve app…"):
         runtime.start_ray(settings)
-        url = runtime.deploy(settings)
+        # The demo starts from scratch each time: its "demo" stream from an earlier run is replaced.
+        url = runtime.deploy(settings, restore=False)
     console.print(f"Manta is serving on [bold]{url}[/bold]")
     try:
         client = Client(url, timeout=60)

@@ -1,20 +1,89 @@
 """Finding stream actors: they are named, detached actors in Manta's namespace, so any API replica
-can list them and they survive the replica that created them."""
+can list them and they survive the replica that created them.
+
+When the service starts, every stream saved in ``data_dir/streams/<id>.sqlite`` that has no live
+actor comes back: its actor is created in resume mode (the store is kept, the index and state are
+restored, an unfinished stream resumes its source from the checkpoint). Actor names are unique, so
+several API replicas starting at once restore each stream exactly once: a replica that finds the
+name taken leaves it to the one that won.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import sqlite3
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 from fastapi.concurrency import run_in_threadpool
 
 from streaming.settings import Settings
 
-from .stream_actor import ACTOR_PREFIX, StreamActor, actor_name, make_stream_id
+from .stream_actor import ACTOR_PREFIX, STREAM_ID_RE, StreamActor, actor_name, make_stream_id
+
+log = logging.getLogger("manta.directory")
 
 STATUS_TIMEOUT_S = 2.0
 REFRESH_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class SavedStream:
+    """A stream found on disk: what its checkpoint says about it."""
+
+    id: str
+    name: str
+    source: str
+    state: str | None  # the state it was in when its checkpoint was last written
+    path: Path
+
+
+def read_checkpoint_info(path: Path) -> dict | None:
+    """The ``info`` of a stream store's checkpoint (source, name, state), read without writing;
+    None when nothing was committed yet. Raises sqlite3.Error or ValueError on a damaged file."""
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    try:
+        has_table = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoint'").fetchone()
+        row = db.execute("SELECT info FROM checkpoint WHERE id = 0").fetchone() if has_table else None
+    finally:
+        db.close()
+    if row is None:
+        return None
+    info = json.loads(row[0])
+    if not isinstance(info, dict):
+        raise ValueError("checkpoint info is not a JSON object")
+    return info
+
+
+def saved_streams(data_dir: Path) -> list[SavedStream]:
+    """Every stream store under ``data_dir/streams`` that can be restored, in id order. A file that
+    cannot be (nothing committed yet, damaged, no source recorded) is logged and skipped."""
+    found = []
+    for path in sorted((Path(data_dir) / "streams").glob("*.sqlite")):
+        stream_id = path.stem
+        if not STREAM_ID_RE.match(stream_id):
+            log.warning("not restoring %s: not a stream id", path)
+            continue
+        try:
+            info = read_checkpoint_info(path)
+        except (sqlite3.Error, ValueError) as exc:
+            log.warning("not restoring stream %s: cannot read %s: %s", stream_id, path, exc)
+            continue
+        if info is None:
+            log.info("not restoring stream %s: nothing was committed to %s", stream_id, path)
+            continue
+        source = info.get("source")
+        if not isinstance(source, str) or not source:
+            log.warning("not restoring stream %s: its checkpoint records no source", stream_id)
+            continue
+        found.append(SavedStream(stream_id, str(info.get("name") or stream_id), source,
+                                 info.get("state"), path))
+    return found
 
 
 class StreamDirectory:
@@ -23,12 +92,15 @@ class StreamDirectory:
         self._handles: dict[str, ray.actor.ActorHandle] = {}
         self._refreshed = 0.0
 
+    def _live_ids(self) -> set[str]:
+        named = ray.util.list_named_actors(all_namespaces=True)
+        return {a["name"][len(ACTOR_PREFIX):] for a in named
+                if a["namespace"] == self.settings.namespace and a["name"].startswith(ACTOR_PREFIX)}
+
     async def refresh(self, force: bool = False) -> None:
         if not force and time.monotonic() - self._refreshed < REFRESH_EVERY_S:
             return
-        named = await run_in_threadpool(ray.util.list_named_actors, all_namespaces=True)
-        ids = {a["name"][len(ACTOR_PREFIX):] for a in named
-               if a["namespace"] == self.settings.namespace and a["name"].startswith(ACTOR_PREFIX)}
+        ids = await run_in_threadpool(self._live_ids)
         for stream_id in ids - self._handles.keys():
             self._handles[stream_id] = ray.get_actor(actor_name(stream_id),
                                                      namespace=self.settings.namespace)
@@ -57,15 +129,49 @@ class StreamDirectory:
             raise KeyError(f"a stream named '{stream_id}' already exists")
         settings = self.settings.model_dump(mode="json") | ({"pace": pace} if pace else {})
         try:
-            handle = StreamActor.options(
-                name=actor_name(stream_id), namespace=self.settings.namespace, lifetime="detached",
-                num_cpus=self.settings.stream_num_cpus, max_restarts=self.settings.stream_restarts).remote(
-                stream_id, name or stream_id, source, settings)
+            handle = self._spawn(stream_id, name or stream_id, source, settings)
         except ValueError:  # Ray: the name is taken (a concurrent request won)
             raise KeyError(f"a stream named '{stream_id}' already exists") from None
         handle.start.remote()
         self._handles[stream_id] = handle
         return stream_id
+
+    def _spawn(self, stream_id: str, name: str, source: str, settings: dict, resume: bool = False):
+        """Create the stream's named, detached actor; ValueError when the name is taken."""
+        return StreamActor.options(
+            name=actor_name(stream_id), namespace=self.settings.namespace, lifetime="detached",
+            num_cpus=self.settings.stream_num_cpus, max_restarts=self.settings.stream_restarts).remote(
+            stream_id, name, source, settings, resume=resume)
+
+    def restore_saved(self) -> list[str]:
+        """Bring back every stream saved in ``data_dir`` that has no live actor (the service was
+        stopped and started again); returns the ids this call restored. Synchronous: it runs once,
+        while the API replica starts, before it takes requests. A stream whose actor exists (a
+        running stream, or one another replica restored first) is left alone."""
+        saved = saved_streams(self.settings.data_dir)
+        if not saved:
+            return []
+        live = self._live_ids()
+        settings = self.settings.model_dump(mode="json")
+        restored = []
+        for s in saved:
+            if s.id in live:
+                continue
+            try:
+                handle = self._spawn(s.id, s.name, s.source, settings, resume=True)
+            except ValueError:  # another replica restored it between our listing and now
+                continue
+            except Exception:  # noqa: BLE001 - one bad stream must not keep the API from starting
+                log.exception("stream %s could not be restored from %s", s.id, s.path)
+                continue
+            self._handles[s.id] = handle
+            restored.append(s.id)
+            log.info("restored stream %s from %s", s.id, s.path,
+                     extra={"fields": {"event": "stream_restored", "stream": s.id, "name": s.name,
+                                       "source": s.source, "saved_state": s.state,
+                                       "resumes": s.state not in ("finished", "stopped"),
+                                       "path": str(s.path)}})
+        return restored
 
     async def status(self, stream_id: str) -> dict:
         handle = await self.resolve(stream_id)

@@ -42,9 +42,12 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {"ts": round(record.created, 3), "level": record.levelname.lower(),
                  "logger": record.name, "msg": record.getMessage()}
+        fields = getattr(record, "fields", None)  # log.info(..., extra={"fields": {...}})
+        if isinstance(fields, dict):
+            entry.update({k: v for k, v in fields.items() if k not in entry})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        return json.dumps(entry, default=str)
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -90,15 +93,16 @@ def start_ray(settings: Settings) -> None:
              "local" if local else settings.ray_address)
 
 
-def deploy(settings: Settings) -> str:
-    """Start Serve on settings.host:port and deploy the Manta app; return its base URL."""
+def deploy(settings: Settings, restore: bool = True) -> str:
+    """Start Serve on settings.host:port and deploy the Manta app; return its base URL. With
+    ``restore`` the app brings back the streams saved in ``settings.data_dir`` as it starts."""
     from ray import serve
 
     from .app import build_app
 
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(build_app({"settings": settings.model_dump(mode="json")}), name=APP_NAME, route_prefix="/",
-              blocking=False)
+    serve.run(build_app({"settings": settings.model_dump(mode="json"), "restore": restore}), name=APP_NAME,
+              route_prefix="/", blocking=False)
     return settings.url
 
 

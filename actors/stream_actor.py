@@ -3,8 +3,9 @@
 The actor is named and detached, so any API replica can find it and it outlives the replica that
 created it. Its methods run in a thread pool (max_concurrency) so searches and status calls are
 answered while the ingest threads work. Every commit is checkpointed to the stream's SQLite file;
-when Ray restarts a crashed actor (max_restarts), it reloads that file and resumes the source
-from the last commit, with the Mamba state exactly as it was.
+when Ray restarts a crashed actor (max_restarts), or the service starts again and restores a saved
+stream (``resume=True``), the actor reloads that file and resumes the source from the last commit,
+with the Mamba state exactly as it was; a stream that had ended only comes back searchable.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from streaming.index import set_search_threads
 from streaming.pipeline import StreamPipeline
 from streaming.records import Evidence
 from streaming.settings import Settings
-from streaming.sources import SourceError, parse_source
+from streaming.sources import LIVE_SCHEMES, SourceError, SourceSpec, parse_source
 from streaming.store import StreamStore, remove_store
 
 from .runtime import configure_logging
@@ -28,7 +29,7 @@ from .runtime import configure_logging
 log = logging.getLogger("manta.stream_actor")
 
 ACTOR_PREFIX = "manta-stream:"
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+STREAM_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 def _slug(text: str) -> str:
@@ -39,7 +40,7 @@ def make_stream_id(name: str | None, hint: str = "") -> str:
     """A readable id: the name slugged when given, else the source's name plus a random suffix."""
     if name:
         slug = _slug(name)[:63]
-        if not _ID_RE.match(slug):
+        if not STREAM_ID_RE.match(slug):
             raise ValueError("name must contain at least one letter or digit")
         return slug
     base = _slug(hint)[:40] or "s"
@@ -54,9 +55,43 @@ def store_path(data_dir: Path, stream_id: str) -> Path:
     return Path(data_dir) / "streams" / f"{stream_id}.sqlite"
 
 
+def saved_spec(source: str) -> SourceSpec:
+    """The spec of a saved stream's recorded source (``SourceSpec.display``) when parse_source no
+    longer accepts it (the file is gone): the stream's data stays searchable, and a resumed reader
+    reports why the source cannot be read."""
+    scheme = source.split("://", 1)[0].lower() if "://" in source else "file"
+    return SourceSpec(uri=source, live=scheme in LIVE_SCHEMES, scheme=scheme)
+
+
+def _parent_dict(p) -> dict:
+    return {"level": p.level, "id": p.id, "start": p.t0, "end": p.t1, "children": list(p.children),
+            "summary": p.summary, "density": p.density, "closed": p.closed}
+
+
+def resume_pipeline(pipe: StreamPipeline, note: str, unavailable: str | None = None) -> None:
+    """Start a pipeline built on its stream's saved store (a crash restart, or the service started
+    again): one that had ended only restores its index; one that was ingesting resumes its source
+    at the checkpoint. ``unavailable``: why the source can no longer be opened (the reader then
+    fails with the reason, and what was indexed stays searchable)."""
+    pipe.status.notes.append(note)
+    cp = pipe.restored.checkpoint if pipe.restored else None
+    if pipe.resumable and cp is not None:
+        # Media decoded but not committed before the stop is decoded again from the checkpoint.
+        # Counting it as read would let a source that fails now pad the stream (and its store)
+        # with quiet segments up to where the old reader had got.
+        pipe.status.media_seconds = cp.resume_t
+    if unavailable is not None:
+        pipe.status.notes.append(f"source no longer available ({unavailable}): what was indexed stays "
+                                 "searchable")
+    pipe.start()
+
+
 @ray.remote(max_concurrency=16)
 class StreamActor:
-    def __init__(self, stream_id: str, name: str, source: str, settings: dict):
+    def __init__(self, stream_id: str, name: str, source: str, settings: dict, resume: bool = False):
+        """``resume``: a stream saved in ``data_dir`` coming back after the service restarted. Like
+        a crash restart it keeps the store, restores from it and starts at once (nobody calls
+        ``start``); without it, a new stream that reuses an old id starts empty."""
         from manta_models.loader import ModelSet
 
         configure_logging()
@@ -66,21 +101,35 @@ class StreamActor:
         self.id, self.name, self.source = stream_id, name, source
         self._error: str | None = None
         restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        self._resumed = resume or restarted
         path = store_path(self.settings.data_dir, stream_id)
-        if not restarted:
+        if not self._resumed:
             remove_store(path)  # a new stream that reuses an old id starts empty
+        unavailable = None
         try:
             spec = parse_source(source)
+        except SourceError as exc:
+            if not self._resumed:
+                spec = None
+                # Stay alive to report the reason: a dead actor would only say that it died.
+                self._error = str(exc)
+                log.error("stream %s cannot start: %s", stream_id, exc)
+            else:  # the file is gone: what was indexed must not go with it
+                spec, unavailable = saved_spec(source), str(exc)
+        if spec is not None:
             self.pipeline = StreamPipeline(stream_id, name, spec, self.settings,
                                            ModelSet(self.settings).for_stream, store=StreamStore(path))
-        except SourceError as exc:
-            # Stay alive to report the reason: a dead actor would only say that it died.
-            self._error = str(exc)
-            log.error("stream %s cannot start: %s", stream_id, exc)
-        if restarted and self.pipeline is not None:
-            log.warning("stream %s restarted after a crash: resuming from its checkpoint", stream_id)
-            self.pipeline.status.notes.append("restarted after a crash")
-            self.pipeline.start()  # nobody else will: the API called start() on the first life only
+        if self._resumed and self.pipeline is not None:
+            self._resume(restarted, unavailable)
+
+    def _resume(self, restarted: bool, unavailable: str | None) -> None:
+        if restarted:
+            log.warning("stream %s restarted after a crash: resuming from its checkpoint", self.id)
+        if unavailable is not None:
+            log.warning("stream %s: its source is no longer available (%s); what it indexed stays "
+                        "searchable", self.id, unavailable)
+        resume_pipeline(self.pipeline, "restarted after a crash" if restarted
+                        else "restored from data_dir when the service started", unavailable)
 
     def start(self) -> dict:
         if self.pipeline is not None and self._error is None:
@@ -95,7 +144,12 @@ class StreamActor:
         if self.pipeline is None or (self._error and self.pipeline.status.state == "starting"):
             return {"id": self.id, "name": self.name, "source": self.source, "state": "failed",
                     "last_error": self._error, "segments": 0, "media_seconds": 0.0}
-        return self.pipeline.snapshot()
+        snap = self.pipeline.snapshot()
+        if self._resumed and snap["state"] != "failed" and not self.pipeline.wait_ready(0):
+            # Models and the saved index are still loading: until then a search finds nothing, so
+            # do not claim "finished" (a client waiting for it would ask too early).
+            snap["state"] = "restoring"
+        return snap
 
     def search(self, query, k: int, start: float | None, end: float | None,
                kinds: set[str] | None = None, text: str = "") -> list[Evidence]:
@@ -104,6 +158,21 @@ class StreamActor:
         if self.pipeline is None:
             return []
         return self.pipeline.evidence(query, k, start, end, kinds, text)
+
+    def parents(self, level: str, start: float | None, end: float | None, limit: int) -> list[dict]:
+        """Meso or macro parents overlapping the span, the still-open one last."""
+        levels = self.pipeline.levels if self.pipeline is not None else None
+        if levels is None:
+            return []
+        return [_parent_dict(p) for p in levels.parents(level, start, end)[:limit]]
+
+    def search_level(self, query, k: int, level: str, start: float | None,
+                     end: float | None) -> list[Evidence]:
+        levels = self.pipeline.levels if self.pipeline is not None else None
+        if levels is None:
+            return []
+        return [Evidence(self.id, p.t0, p.t1, p.summary, score, "said", level)
+                for p, score in levels.search(query, k, level, start, end)]
 
     def shown(self, start: float | None, end: float | None, limit: int) -> list[dict]:
         """On-screen text and subtitle cues, each with its span."""
@@ -143,7 +212,8 @@ class StreamActor:
         return [{"seq": s.seq, "start": s.t0, "end": s.t1, "text": s.text, "ingested_wall": s.wall,
                  "words": [{"text": w.text, "start": w.start, "end": w.end} for w in s.words],
                  "surprise": s.surprise, "surprise_raw": s.surprise_raw, "novelty": s.novelty,
-                 "boundary": s.boundary, "coherence": s.coherence,
+                 "boundary": s.boundary, "coherence": s.coherence, "density": s.density,
+                 "merged_into": s.merged_into,
                  # Within the segment: a title still on screen keeps growing its own span.
                  "shown": [{"kind": it.kind, "text": it.text, "start": max(it.t0, s.t0),
                             "end": min(it.t1, s.t1)} for it in s.shown],

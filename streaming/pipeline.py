@@ -26,6 +26,7 @@ from .settings import Settings
 from .sources import CHUNK_SECONDS, MediaSource, SourceError, SourceSpec
 from .store import Checkpoint, StreamStore
 from .interfaces import Embedder, ModelLoader, Models
+from .levels import StreamLevels
 from .transcript import IncrementalTranscriber
 from .visual import KIND_MODALITY, VisualStage
 
@@ -55,6 +56,7 @@ class StreamPipeline:
         self.status = StreamStatus(id=stream_id, name=name, source=spec.display, live=spec.live,
                                    started_wall=clock())
         self.index: SegmentIndex | None = None  # created once the embedder's width is known
+        self.levels: StreamLevels | None = None  # meso and macro, likewise
         self.models: Models | None = None
         self.transcriber: IncrementalTranscriber | None = None
         self.store = store
@@ -142,9 +144,10 @@ class StreamPipeline:
                end: float | None = None) -> list[tuple[MicroSegment, float]]:
         if self.index is None:
             return []
-        # Quiet segments sit in the index with a zero vector (they keep the timeline whole); they
-        # carry no text to answer with.
-        return [(s, score) for s, score in self.index.search(query, k, start, end) if s.words]
+        # Quiet segments and merged repeats sit in the index with a zero vector (they keep the
+        # timeline whole); quiet ones carry no text, a repeat answers through its representative.
+        return [(s, score) for s, score in self.index.search(query, k, start, end)
+                if s.words and s.merged_into is None]
 
     def evidence(self, query: np.ndarray | None, k: int, start: float | None = None,
                  end: float | None = None, kinds: set[str] | None = None,
@@ -159,7 +162,8 @@ class StreamPipeline:
             return [self._item_evidence(it, it.confidence) for it in shown[:k]]
         found = []
         if "speech" in kinds:
-            found += [Evidence(self.id, seg.t0, seg.t1, seg.text, score)
+            found += [Evidence(self.id, seg.t0, seg.t1, seg.text, score,
+                               also=tuple(self.levels.occurrences(seg.seq)))
                       for seg, score in self.search(query, k, start, end)]
         if self.visual is not None and kinds - {"speech"}:
             found += [self._item_evidence(it, score)
@@ -227,6 +231,7 @@ class StreamPipeline:
             tail_hold_s=self.settings.asr_tail_hold_s,
             **transcriber_profile(self.settings, live_paced))
         self.index = SegmentIndex(m.embedder.dim)
+        self.levels = StreamLevels(self.settings, m.embedder.dim)
         self.visual = VisualStage(m.embedder.encode, m.embedder.dim, vision=m.vision, reader=m.ocr,
                                   frame_step_s=self.frame_step_s,
                                   ocr_interval_s=self.settings.ocr_interval_s, clip=m.clip,
@@ -235,7 +240,11 @@ class StreamPipeline:
         if r is not None:
             self.visual.restore(r.items, r.frames)
         if r is not None and r.segments:
-            self._add([self.visual.fuse(s)[0] for s in r.segments], r.vectors)
+            restored = [self.visual.fuse(s)[0] for s in r.segments]
+            self._add(restored, r.vectors)
+            self.levels.restore(restored, r.vectors)
+            if not self.resumable and r.checkpoint.info.get("state") == "finished":
+                self.levels.flush()
             self.status.segments = len(self.index)
             self.status.words = sum(len(s.words) for s in r.segments)
         if r is not None and r.checkpoint is not None:
@@ -290,6 +299,8 @@ class StreamPipeline:
         words = self.transcriber.flush()
         segments = self.segmenter.push(words, self.status.media_seconds) + self.segmenter.flush()
         self._index(segments, words)
+        if self.status.state not in ("failed", "stopped"):
+            self.levels.flush()  # the stream ended: its last meso and macro close
         self.status.committed_seconds = self.status.media_seconds
         self._progress()
         if self.status.state not in ("failed", "stopped"):
@@ -314,9 +325,10 @@ class StreamPipeline:
         for seg, vec in zip(segments, vectors):
             seg, shown = self.visual.fuse(seg)  # audio and picture align by media time first
             feats = self.window.features(seg, vec, shown)
-            scored.append(self._score(replace(seg, wall=now), feats))
+            scored.append(self.levels.score(self._score(replace(seg, wall=now), feats), vec))
             features.append(feats)
         self._add(scored, vectors)
+        self.levels.add(scored, vectors)
         self.visual.add_labels(scored)
         self.window.trim(scored[-1].t1)
         self.status.segments = len(self.index)
@@ -325,9 +337,11 @@ class StreamPipeline:
             self.store.commit(scored, vectors, features, self._checkpoint(scored[-1]), items, frames)
 
     def _add(self, segments: list[MicroSegment], vectors: list[np.ndarray | None]) -> None:
-        """Index segments in time order; a quiet one (no text vector) gets zeros, and search skips it."""
+        """Index segments in time order; a quiet one (no text vector) or a merged repeat gets zeros,
+        and search skips it."""
         zero = np.zeros(self.index.dim, dtype=np.float32)
-        self.index.add(segments, np.stack([zero if v is None else v for v in vectors]))
+        self.index.add(segments, np.stack([zero if v is None or s.merged_into is not None else v
+                                           for s, v in zip(segments, vectors)]))
 
     def _score(self, seg: MicroSegment, feats: SegmentFeatures) -> MicroSegment:
         blocks = feats.blocks()

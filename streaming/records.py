@@ -163,7 +163,8 @@ class Evidence:
     text: str
     score: float
     modality: str = "said"  # said (speech), shown (on-screen text, subtitles) or seen (image labels)
-    kind: str = "speech"  # speech, ocr, subtitle, label
+    kind: str = "speech"  # speech, ocr, subtitle, label, caption, frame, meso, macro
+    also: tuple[tuple[float, float], ...] = ()  # other spans with the same content (merged repeats)
 
     def to_dict(self) -> dict:
         return asdict(self)

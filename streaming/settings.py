@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     embed_model: str = Field("minilm", description="'minilm' or a local sentence-transformers folder")
     micro_target_s: float = Field(3.0, ge=0.5, le=30.0, description="micro segment length")
 
+    # Meso/macro levels, density, dedup (MANTA): D = wn·novelty + we·entropy + wc·coherence − wr·redundancy
+    meso_min_s: float = Field(10.0, gt=0.0, description="a meso may close at a boundary after this")
+    meso_target_s: float = Field(30.0, gt=0.0, description="a meso closes at this length")
+    meso_max_s: float = Field(30.0, gt=0.0, description="no meso grows past this")
+    macro_min_s: float = Field(60.0, gt=0.0, description="a macro may close at a boundary after this")
+    macro_target_s: float = Field(180.0, gt=0.0, description="a macro closes at this length")
+    macro_max_s: float = Field(300.0, gt=0.0, description="no macro grows past this")
+    density_novelty: float = Field(1.0, ge=0.0, description="weight of novelty (Mamba surprise) in D")
+    density_entropy: float = Field(0.5, ge=0.0, description="weight of word entropy in D")
+    density_coherence: float = Field(0.25, ge=0.0, description="weight of said/seen coherence in D")
+    density_redundancy: float = Field(1.0, ge=0.0, description="penalty for similarity to recent segments")
+    dedup_threshold: float = Field(0.85, gt=0.0, le=1.0,
+                                   description="cosine at which a repeat merges into its representative")
+
     # Pictures and the stream model
     frame_fps: float = Field(1.0, ge=0.0, le=30.0, description="frames sampled per second (0: none)")
     visual_model: Literal["efficientnet-lite0", "off"] = Field(
@@ -98,6 +112,10 @@ class Settings(BaseSettings):
                               ("asr_live_min_piece_s", "asr_live_max_buffer_s")):
             if getattr(self, piece) > getattr(self, buffer):
                 raise ValueError(f"{piece} must not exceed {buffer}")
+        for level in ("meso", "macro"):
+            lo, mid, hi = (getattr(self, f"{level}_{k}_s") for k in ("min", "target", "max"))
+            if not lo <= mid <= hi:
+                raise ValueError(f"need {level}_min_s <= {level}_target_s <= {level}_max_s")
         shortest = min(self.asr_max_buffer_s, self.asr_live_max_buffer_s)
         if self.asr_tail_hold_s >= shortest / 2:
             raise ValueError("asr_tail_hold_s must be less than half of the smaller ASR buffer")

@@ -25,7 +25,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
     seq INTEGER PRIMARY KEY, t0 REAL NOT NULL, t1 REAL NOT NULL, wall REAL NOT NULL,
     words TEXT NOT NULL, surprise REAL, surprise_raw REAL, novelty REAL, boundary INTEGER NOT NULL,
-    coherence REAL, summary BLOB, vector BLOB, features BLOB
+    coherence REAL, summary BLOB, vector BLOB, features BLOB, density REAL, merged_into INTEGER
 );
 CREATE TABLE IF NOT EXISTS items (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, text TEXT NOT NULL, t0 REAL NOT NULL, t1 REAL NOT NULL,
@@ -110,6 +110,10 @@ def _item(row: tuple) -> tuple[ShownText | LabelSpan, np.ndarray]:
     return item, _vec(blob)
 
 
+SEGMENT_COLUMNS = ("seq, t0, t1, wall, words, surprise, surprise_raw, novelty, boundary, coherence, summary, "
+                   "vector, features, density, merged_into")
+
+
 class StreamStore:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -120,6 +124,11 @@ class StreamStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL survives a process crash
         self._db.executescript(SCHEMA)
+        # Files written before density and dedup existed get the columns (NULL for old rows).
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(segments)")}
+        for column, kind in (("density", "REAL"), ("merged_into", "INTEGER")):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE segments ADD COLUMN {column} {kind}")
 
     def commit(self, segments: list[MicroSegment], vectors: list[np.ndarray | None],
                features: list[SegmentFeatures | None], checkpoint: Checkpoint,
@@ -129,7 +138,8 @@ class StreamStore:
                  json.dumps([[w.text, w.start, w.end, w.probability] for w in s.words]),
                  s.surprise, s.surprise_raw, s.novelty, int(s.boundary), s.coherence,
                  np.asarray(s.summary, dtype=np.float32).tobytes() if s.summary else None,
-                 None if v is None else np.asarray(v, dtype=np.float32).tobytes(), _features_blob(f))
+                 None if v is None else np.asarray(v, dtype=np.float32).tobytes(), _features_blob(f),
+                 s.density, s.merged_into)
                 for s, v, f in zip(segments, vectors, features, strict=True)]
         item_rows = [_item_row(it, v) for it, v in items]
         frame_rows = [(f.t, json.dumps(f.labels), f.cut, np.asarray(v, dtype=np.float32).tobytes())
@@ -138,7 +148,7 @@ class StreamStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT INTO segments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.executemany(f"INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES ({','.join('?' * 15)})", rows)
                 # A title still on screen is written again each time its span grows.
                 self._db.executemany("INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?)", item_rows)
                 self._db.executemany("INSERT INTO frames VALUES (?,?,?,?)", frame_rows)
@@ -161,18 +171,19 @@ class StreamStore:
 
     def load(self, stream_id: str) -> Restored:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM segments ORDER BY seq").fetchall()
+            rows = self._db.execute(f"SELECT {SEGMENT_COLUMNS} FROM segments ORDER BY seq").fetchall()
             cp_row = self._db.execute(
                 "SELECT next_seq, resume_t, media_seconds, wall, model, tracker, info FROM checkpoint"
             ).fetchone()
             item_rows = self._db.execute("SELECT * FROM items ORDER BY id").fetchall()
             frame_rows = self._db.execute("SELECT * FROM frames ORDER BY t").fetchall()
         segments, vectors, features = [], [], []
-        for seq, t0, t1, wall, words, surprise, raw, novelty, boundary, coherence, summary, vector, feats in rows:
+        for (seq, t0, t1, wall, words, surprise, raw, novelty, boundary, coherence, summary, vector, feats,
+             density, merged_into) in rows:
             segments.append(MicroSegment(
                 stream_id, seq, t0, t1, tuple(Word(*w) for w in json.loads(words)), wall=wall,
                 surprise=surprise, surprise_raw=raw, novelty=novelty, boundary=bool(boundary),
-                coherence=coherence,
+                coherence=coherence, density=density, merged_into=merged_into,
                 summary=tuple(_vec(summary).tolist()) if summary else ()))
             vectors.append(_vec(vector))
             features.append(_features(feats))

@@ -113,3 +113,80 @@ def test_repeated_title_card_collapses_but_a_rare_sentence_is_never_merged():
     assert merged == {0: [1, 2, 3, 4, 6, 7, 8, 9, 10]}  # every repeat's span kept by the representative
     with pytest.raises(ValueError):
         Deduper(threshold=0)
+
+
+def _speech_16k(path) -> np.ndarray:
+    import av
+
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
+    with av.open(str(path)) as c:
+        pcm = [f.to_ndarray().reshape(-1) for fr in c.decode(audio=0) for f in resampler.resample(fr)]
+    return np.concatenate(pcm)
+
+
+@pytest.mark.slow
+def test_composed_stream_repeats_collapse_and_the_rare_sentence_keeps_its_time(tmp_path):
+    """Real recorded speech through PyAV, Whisper base and MiniLM: a sentence repeated twelve times
+    (a station's sign-off) around one rare sentence (Kennedy's), each after a pause."""
+    import wave
+
+    from conftest import media
+    from manta_models.loader import ModelSet
+    from streaming.pipeline import StreamPipeline
+    from streaming.settings import Settings
+    from streaming.sources import parse_source
+
+    jingle = _speech_16k(media("librivox_sense_and_sensibility_0880.wav"))  # "he was not an ill disposed young man"
+    rare = _speech_16k(media("jfk_inaugural_1961.flac"))
+    pause = np.zeros(int(1.5 * 16_000), np.int16)
+    parts, t, spans, rare_at = [], 0.0, [], 0.0
+    for i in range(13):
+        clip = rare if i == 6 else jingle
+        if i == 6:
+            rare_at = t
+        else:
+            spans.append((t, t + len(clip) / 16_000))
+        parts += [clip, pause]
+        t += (len(clip) + len(pause)) / 16_000
+    path = tmp_path / "composed.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16_000)
+        w.writeframes(np.concatenate(parts).astype(np.int16).tobytes())
+
+    settings = Settings(data_dir=tmp_path)
+    pipe = StreamPipeline("c", "c", parse_source(str(path)), settings, ModelSet(settings).for_stream)
+    pipe.probe()
+    pipe.start()
+    assert pipe.join(timeout=300) and pipe.status.state == "finished", pipe.status.last_error
+
+    segs = pipe.segments()
+    repeats = [s for s in segs if "young man" in s.text.lower()]
+    reps = [s for s in repeats if s.merged_into is None]
+    # Whisper may drop a verbatim repeat of its own prompt, and may spell one differently ("ill
+    # disposed" / "ill-sposed"): a differently spelled word is new content, so at most one
+    # representative per spelling, and every repeat is one or points to one.
+    spellings = {" ".join(s.text.lower().replace("-", " ").split()) for s in repeats}
+    assert len(repeats) >= 9 and len(reps) <= len(spellings) <= 3, [(s.text, s.merged_into) for s in repeats]
+    assert all(s.merged_into in {r.seq for r in reps} for s in repeats if s.merged_into is not None)
+    covered = sorted([(r.t0, r.t1) for r in reps] + [sp for r in reps for sp in pipe.levels.occurrences(r.seq)])
+    assert covered == sorted((s.t0, s.t1) for s in repeats)  # every occurrence's span is kept
+    # Each kept span lies on a true repetition (or just after it: Whisper can echo a sentence's tail).
+    assert all(any(a < t1 + 1.5 and b > t0 for t0, t1 in spans) for a, b in covered), (covered, spans)
+    best = pipe.evidence(pipe.embedder.encode(["he was not an ill disposed young man"])[0], 3,
+                         kinds={"speech"})
+    top = next(r for r in reps if r.t0 == best[0].start)
+    assert "young man" in best[0].text.lower()
+    assert len(best[0].also) == len([s for s in repeats if s.merged_into == top.seq]) >= 6  # all its times
+    assert len([e for e in best if "young man" in e.text.lower()]) <= len(reps)  # repeats are not listed
+
+    hit = pipe.evidence(pipe.embedder.encode(["ask not what your country can do for you"])[0], 1,
+                        kinds={"speech"})[0]
+    assert "country" in hit.text.lower() and rare_at - 0.5 <= hit.start <= rare_at + 11.0, (hit, rare_at)
+    assert all(s.merged_into is None for s in segs if "country" in s.text.lower())
+
+    mesos = pipe.levels.parents("meso")
+    assert mesos and all(m.closed for m in mesos) and all(m.t1 - m.t0 <= 30.0 + 12.0 for m in mesos)
+    assert sorted(k for m in mesos for k in m.children) == [s.seq for s in segs]
+    assert any("country" in m.summary.lower() for m in mesos)  # the densest lines make the summary
+    assert (pipe.levels.received, pipe.levels.kept) == (len([s for s in segs if s.words]),
+                                                        len([s for s in segs if s.words and s.merged_into is None]))
