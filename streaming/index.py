@@ -96,6 +96,16 @@ def _trim_ivf(index: faiss.IndexIVF, cut: int) -> int:
     return removed
 
 
+def check_query(query: np.ndarray, k: int, dim: int) -> np.ndarray:
+    """A search's query as a (1, dim) float32 row; ValueError for a bad k or width."""
+    if k <= 0:
+        raise ValueError("k must be positive")
+    query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+    if query.shape[1] != dim:
+        raise ValueError(f"query must have {dim} dimensions")
+    return query
+
+
 class SegmentIndex:
     def __init__(self, dim: int, *, ivf_at: int | None = IVF_AT, nprobe: int = NPROBE,
                  gpu: bool = False, background: bool = True):
@@ -189,11 +199,7 @@ class SegmentIndex:
     def search(self, query: np.ndarray, k: int, start: float | None = None,
                end: float | None = None) -> list[tuple[MicroSegment, float]]:
         """Best ``k`` segments overlapping [start, end] (either bound optional), best first."""
-        if k <= 0:
-            raise ValueError("k must be positive")
-        query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        if query.shape[1] != self.dim:
-            raise ValueError(f"query must have {self.dim} dimensions")
+        query = check_query(query, k, self.dim)
         with self._lock:
             n = len(self._segments)
             lo = bisect.bisect_left(self._t1, start) if start is not None else 0

@@ -16,6 +16,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from .index import check_query
+
 
 class TimedIndex:
     """Items with keys, spans and unit vectors; inner-product search with time and kind filters."""
@@ -75,11 +77,7 @@ class TimedIndex:
     def search(self, query: np.ndarray, k: int, start: float | None = None, end: float | None = None,
                where: Callable[[Any], bool] | None = None) -> list[tuple[Any, float]]:
         """Best ``k`` items overlapping [start, end] that pass ``where``, best first."""
-        if k <= 0:
-            raise ValueError("k must be positive")
-        query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        if query.shape[1] != self.dim:
-            raise ValueError(f"query must have {self.dim} dimensions")
+        query = check_query(query, k, self.dim)
         with self._lock:
             if not self._items:
                 return []
