@@ -67,19 +67,16 @@ class VisualStage:
         self.caption_interval_s = caption_interval_s
         self._last_caption_t = float("-inf")
         self.gate = ReadGate(min_interval_s=ocr_interval_s)
-        self._ids = itertools.count(first_id)
-        self.screen = ScreenTextTracker(lambda: next(self._ids), "ocr")
+        self.next_id = first_id  # the next item id: ocr, subtitle, caption and label items share it
+        self.screen = ScreenTextTracker(self._new_id, "ocr")
         self.counters = VisualCounters()
         self._changed: dict[int, ShownText | LabelSpan] = {}  # not yet persisted
         self._new_frames: list[tuple[SeenLabels, np.ndarray]] = []
         self._frame_keys = itertools.count()
 
-    @property
-    def next_id(self) -> int:
-        """The next item id (peeks without using it up)."""
-        nxt = next(self._ids)
-        self._ids = itertools.chain([nxt], self._ids)
-        return nxt
+    def _new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
 
     # -- ingest ----------------------------------------------------------------------------------
     def on_frame(self, frame: VideoFrame) -> np.ndarray | None:
@@ -103,7 +100,7 @@ class VisualStage:
             self._last_caption_t = frame.t
             text = " ".join(self.captioner.caption([frame.image])[0].split())
             if text:
-                self._upsert([ShownText(next(self._ids), "caption", text, frame.t,
+                self._upsert([ShownText(self._new_id(), "caption", text, frame.t,
                                         frame.t + self.caption_interval_s)])
         if self.reader is not None:
             until = frame.t + self.frame_step_s
@@ -135,7 +132,7 @@ class VisualStage:
         if not text:
             return None
         self.counters.cues += 1
-        rec = ShownText(next(self._ids), "subtitle", text, cue.t0, cue.t1, confidence)
+        rec = ShownText(self._new_id(), "subtitle", text, cue.t0, cue.t1, confidence)
         self._upsert([rec])
         return rec
 
@@ -168,7 +165,7 @@ class VisualStage:
                     best[name] = max(best.get(name, 0.0), p)
             kept = sorted(((n, p) for n, p in best.items() if p >= LABEL_MIN_P), key=lambda x: -x[1])
             if kept:
-                spans.append(LabelSpan(next(self._ids), seg.t0, seg.t1,
+                spans.append(LabelSpan(self._new_id(), seg.t0, seg.t1,
                                        tuple((n, round(p, 3)) for n, p in kept[:LABELS_KEPT])))
         self._upsert(spans)
 
@@ -221,4 +218,4 @@ class VisualStage:
             for seen, vector in frames:
                 self.frames.upsert(next(self._frame_keys), seen, seen.t, seen.t + self.frame_step_s, vector)
         last = max((it.id for it, _ in items), default=-1)
-        self._ids = itertools.count(max(last + 1, self.next_id))
+        self.next_id = max(last + 1, self.next_id)
