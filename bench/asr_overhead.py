@@ -53,10 +53,7 @@ class Bench:
 
         s = Settings(asr_model=model, language=LANGUAGE)
         self.settings = s
-        self.asr = WhisperASR(s.asr_model, cache_dir=s.cache_dir, device=s.asr_device,
-                              compute_type=s.asr_compute_type, threads=s.asr_threads,
-                              beam_size=s.asr_beam_size, language=s.language,
-                              min_silence_s=s.asr_min_silence_s)
+        self.asr = WhisperASR.from_settings(s)
         self.embedder = TextEmbedder(s.embed_model, threads=s.torch_threads)
         self.passes = 0  # Whisper encoder passes (one per 30 s window decoded), counted on the model
         encode = self.asr.model.encode

@@ -85,7 +85,8 @@ class WhisperASR:
 
     def __init__(self, model: str = "base", *, cache_dir: Path | None = None, device: str = "auto",
                  compute_type: str = "int8", threads: int = 2, beam_size: int = 1,
-                 language: str | None = None, min_silence_s: float = 0.5):
+                 language: str | None = None, min_silence_s: float = 0.5,
+                 temperature_fallback: bool = False):
         from faster_whisper import WhisperModel
         from faster_whisper.vad import VadOptions
 
@@ -101,9 +102,18 @@ class WhisperASR:
         except Exception as exc:  # noqa: BLE001 - CTranslate2 raises plain RuntimeError/ValueError
             raise ModelError(f"cannot load Whisper model from {self.path}: {exc}") from exc
         self.beam_size = beam_size
+        # faster-whisper's default retries a doubtful window by sampling at rising temperatures: each
+        # retry costs a decode and makes the transcript differ run to run. Off unless asked for.
+        self.temperature = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if temperature_fallback else 0.0
         self._detected: str | None = None
         self.language = language if model != "tiny.en" else "en"
         self.vad = VadOptions(min_silence_duration_ms=int(min_silence_s * 1000), speech_pad_ms=200)
+
+    @classmethod
+    def from_settings(cls, s) -> "WhisperASR":
+        return cls(s.asr_model, cache_dir=s.cache_dir, device=s.asr_device, compute_type=s.asr_compute_type,
+                   threads=s.asr_threads, beam_size=s.asr_beam_size, language=s.language,
+                   min_silence_s=s.asr_min_silence_s, temperature_fallback=s.asr_temperature_fallback)
 
     def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]:
         """Sample ranges that hold speech (Silero VAD, bundled with faster-whisper)."""
@@ -152,8 +162,8 @@ class WhisperASR:
 
     def _decode(self, audio: np.ndarray, prompt: str | None):
         segments, info = self.model.transcribe(
-            audio, language=self.language, beam_size=self.beam_size, word_timestamps=True,
-            condition_on_previous_text=False, vad_filter=False, initial_prompt=prompt)
+            audio, language=self.language, beam_size=self.beam_size, temperature=self.temperature,
+            word_timestamps=True, condition_on_previous_text=False, vad_filter=False, initial_prompt=prompt)
         if self.language is None:
             self._detected = info.language
         return segments

@@ -28,10 +28,7 @@ class ModelSet:
         from .embed import TextEmbedder
 
         s = self.settings
-        asr = WhisperASR(s.asr_model, cache_dir=s.cache_dir, device=s.asr_device,
-                         compute_type=s.asr_compute_type, threads=s.asr_threads,
-                         beam_size=s.asr_beam_size, language=s.language,
-                         min_silence_s=s.asr_min_silence_s)
+        asr = WhisperASR.from_settings(s)
         embedder = TextEmbedder(s.embed_model, threads=s.torch_threads)
         vision = None
         if s.visual_model != "off" and s.frame_fps > 0:

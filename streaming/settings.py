@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     asr_live_min_piece_s: float = Field(1.5, ge=0.0, le=30.0, description="same, live or paced")
     asr_min_silence_s: float = Field(0.5, ge=0.1, description="pause that closes an utterance")
     asr_tail_hold_s: float = Field(1.5, ge=0.0, description="words this close to a forced cut wait")
+    asr_temperature_fallback: bool = Field(
+        False, description="retry doubtful windows by sampling (Whisper's default): slower, not repeatable")
     asr_check_every_s: float = Field(1.0, gt=0.0, description="how much new audio triggers a look")
 
     # Text embedding and micro segments

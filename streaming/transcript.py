@@ -49,6 +49,9 @@ class IncrementalTranscriber:
         # Recorded files: leftovers wait for the next piece (efficiency). Live: finish each piece now.
         self.one_window = one_window
         self._context = ""  # recent committed text, Whisper's prompt for continuity across cuts
+        # Only a piece that starts mid-speech gets the prompt: after a pause it buys little, and
+        # Whisper tends to skip speech that repeats its prompt (a sign-off, a chant) or to echo it.
+        self._mid_speech = False
         self.tail_hold = tail_hold_s
         self.check_every = int(check_every_s * SAMPLE_RATE)
         self.pad = int(PAD_S * SAMPLE_RATE)
@@ -59,6 +62,8 @@ class IncrementalTranscriber:
         self._vad_done = 0
         self.committed_until = 0.0  # media time before which every word is final
         self.transcribed_seconds = 0.0  # audio handed to the recogniser (the cost driver)
+        self.recovered_passes = 0  # extra passes over utterances Whisper had skipped
+        self.min_skipped = int(1.0 * SAMPLE_RATE)
 
     @property
     def buffered_seconds(self) -> float:
@@ -143,8 +148,8 @@ class IncrementalTranscriber:
         piece = self._buf[start:cut]
         offset = self._buf_t0 + start / SAMPLE_RATE
         self.transcribed_seconds += len(piece) / SAMPLE_RATE
-        raw, complete = self.asr.transcribe_window(piece, prompt=self._context or None,
-                                                   one_window=self.one_window)
+        prompt = self._context if self._mid_speech and self._context else None
+        raw, complete = self.asr.transcribe_window(piece, prompt=prompt, one_window=self.one_window)
         words = [Word(w.text, offset + w.start, offset + w.end, w.probability) for w in raw]
         if not complete and words:
             # Whisper stopped short of the piece's end: keep the rest for the next piece rather than
@@ -159,11 +164,45 @@ class IncrementalTranscriber:
             if kept_cut > start + self.pad:  # must advance, or the same piece comes back forever
                 words, cut = kept, kept_cut
             # else: nothing usable to hold back at; commit it all rather than loop on it
+        words = self._recover_skipped(words, start, cut)
+        self._mid_speech = any(a < cut < b for a, b in self._spans)  # the next piece continues
         self._advance(min(cut, len(self._buf)))
         if words:
             text = (self._context + "".join(w.text for w in words)).strip()
             self._context = text[-self.prompt_chars:] if self.prompt_chars else ""
         return words
+
+    def _recover_skipped(self, words: list[Word], start: int, cut: int) -> list[Word]:
+        """Whisper sometimes passes over a whole utterance, most often one repeating what it just
+        wrote. Utterances the VAD heard that got no word are heard again, together, in one more pass."""
+        def at(i: int) -> float:
+            return self._buf_t0 + i / SAMPLE_RATE
+
+        gaps = [(a, b) for a, b in ((max(a, start), min(b, cut)) for a, b in self._spans)
+                if b - a >= self.min_skipped and not any(w.start < at(b) and w.end > at(a) for w in words)]
+        if not gaps:
+            return words
+        gap = np.zeros(self.pad, np.float32)
+        clips, where, pos = [], [], 0  # where: (start in the joined audio, its length, buffer index)
+        for a, b in gaps:
+            if pos + (b - a) > WINDOW_S * SAMPLE_RATE:
+                break
+            clips += [self._buf[a:b], gap]
+            where.append((pos, b - a, a))
+            pos += b - a + len(gap)
+        self.transcribed_seconds += pos / SAMPLE_RATE
+        self.recovered_passes += 1
+        raw, _ = self.asr.transcribe_window(np.concatenate(clips), prompt=None, one_window=True)
+        found = []
+        for w in raw:
+            mid = (w.start + w.end) / 2 * SAMPLE_RATE
+            for p0, n, a in where:
+                if p0 <= mid < p0 + n + len(gap):
+                    shift = at(a) - p0 / SAMPLE_RATE
+                    found.append(Word(w.text, max(at(a), w.start + shift), min(at(a + n), w.end + shift),
+                                      w.probability))
+                    break
+        return sorted(words + found, key=lambda w: w.start)
 
     def _advance(self, n: int) -> None:
         if n <= 0:
