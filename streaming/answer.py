@@ -32,8 +32,16 @@ def cite(e: Evidence) -> str:
 SOURCE_NAMES = {"speech": "Said", "ocr": "On screen", "subtitle": "Subtitle", "label": "Seen"}
 
 
+AGAIN_LISTED = 5  # repeats named in an answer; the evidence carries all of them
+
+
 def quote(e: Evidence) -> str:
-    return f"{SOURCE_NAMES.get(e.kind, e.kind)}: “{e.text}” {cite(e)}"
+    text = f"{SOURCE_NAMES.get(e.kind, e.kind)}: “{e.text}” {cite(e)}"
+    if e.also:  # a repeat (a sign-off, a title card coming back): say when else, not just once
+        times = [clock(t0) for t0, _ in sorted(e.also)]
+        more = f" and {len(times) - AGAIN_LISTED} more" if len(times) > AGAIN_LISTED else ""
+        text += f", again at {', '.join(times[:AGAIN_LISTED])}{more}"
+    return text
 
 
 def extractive_answer(question: str, evidence: list[Evidence],

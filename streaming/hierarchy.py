@@ -169,6 +169,7 @@ class Deduper:
         if window < 1:
             raise ValueError("window must be at least 1")
         self.threshold = threshold
+        self.window = window
         self._reps: deque[tuple[int, frozenset[str], np.ndarray]] = deque(maxlen=window)
 
     def match(self, text: str, vector: np.ndarray | None) -> int | None:
@@ -184,6 +185,13 @@ class Deduper:
             if sim >= best_sim and words and words <= rep_words:
                 best, best_sim = key, sim
         return best
+
+    def rehome(self, old: int, new: int) -> np.ndarray | None:
+        """The representative ``old`` is gone (retention): repeats now merge into ``new``.
+        Returns the old one's vector (None if it left the window)."""
+        vector = next((v for k, _, v in self._reps if k == old), None)
+        self._reps = deque((((new if k == old else k), w, v) for k, w, v in self._reps), maxlen=self.window)
+        return vector
 
     def add(self, key: int, text: str, vector: np.ndarray | None) -> None:
         if vector is not None:

@@ -37,6 +37,7 @@ import threading
 import faiss
 import numpy as np
 
+from .ivf_lists import list_ids, list_vectors, move_id, trim_ivf
 from .records import MicroSegment
 
 log = logging.getLogger("manta.index")
@@ -62,38 +63,6 @@ def set_search_threads(n: int) -> None:
     if n < 1:
         raise ValueError("n must be at least 1")
     faiss.omp_set_num_threads(n)
-
-
-def _list_ids(index: faiss.IndexIVF, lst: int) -> np.ndarray:
-    """A view (no copy) of one inverted list's ids; only valid until the list changes."""
-    return faiss.rev_swig_ptr(index.invlists.get_ids(lst), index.invlists.list_size(lst))
-
-
-def _list_vectors(index: faiss.IndexIVF, lst: int) -> np.ndarray:
-    size = index.invlists.list_size(lst)
-    codes = faiss.rev_swig_ptr(index.invlists.get_codes(lst), size * index.code_size)
-    return codes.view(np.float32).reshape(size, index.d)
-
-
-def _trim_ivf(index: faiss.IndexIVF, cut: int) -> int:
-    """Drop ids below ``cut`` from every list, keeping each list's order (ids ascending)."""
-    inv, removed = index.invlists, 0
-    for lst in range(index.nlist):
-        size = inv.list_size(lst)
-        if not size:
-            continue
-        ids = _list_ids(index, lst)
-        m = int(np.searchsorted(ids, cut))
-        if not m:
-            continue
-        if m < size:
-            ids[:size - m] = ids[m:]  # numpy copes with the overlap
-            codes = faiss.rev_swig_ptr(inv.get_codes(lst), size * index.code_size)
-            codes[:(size - m) * index.code_size] = codes[m * index.code_size:]
-        inv.resize(lst, size - m)
-        removed += m
-    index.ntotal -= removed
-    return removed
 
 
 def check_query(query: np.ndarray, k: int, dim: int) -> np.ndarray:
@@ -132,6 +101,7 @@ class SegmentIndex:
         self._base = 0  # serial id of self._segments[0]
         self._lock = threading.Lock()
         self._rebuilding = False
+        self._promoted: dict[int, np.ndarray] = {}  # serial -> vector set while a rebuild ran
         self._failed = False  # a rebuild raised: stay with the index in use
         self._thread: threading.Thread | None = None
         self._gpu_index = None
@@ -187,7 +157,7 @@ class SegmentIndex:
             if not m:
                 return 0
             if self._nlist:
-                _trim_ivf(self._index, self._base + m)
+                trim_ivf(self._index, self._base + m)
             else:
                 self._index.remove_ids(faiss.IDSelectorRange(0, m))
             del self._segments[:m], self._t0[:m], self._t1[:m]
@@ -195,6 +165,45 @@ class SegmentIndex:
             if self.gpu:
                 self._mirror_locked()
             return m
+
+    def promote(self, segment: MicroSegment, vector: np.ndarray) -> bool:
+        """Give a held segment its own vector: a merged repeat (indexed as zeros) whose
+        representative retention dropped now stands for itself. False if it is not held."""
+        vec = check_query(vector, 1, self.dim)
+        with self._lock:
+            i = self._find_locked(segment)
+            if i is None:
+                return False
+            self._segments[i] = segment
+            self._set_vector_locked(self._index, self._base + i, vec)
+            if self._rebuilding:  # the new index may have copied the old vector: set it there too
+                self._promoted[self._base + i] = vec
+            if self.gpu:
+                self._mirror_locked()
+            return True
+
+    def update(self, segment: MicroSegment) -> bool:
+        """Replace a held segment's record (same seq and times), not its vector."""
+        with self._lock:
+            i = self._find_locked(segment)
+            if i is not None:
+                self._segments[i] = segment
+            return i is not None
+
+    def _find_locked(self, segment: MicroSegment) -> int | None:
+        i = bisect.bisect_left(self._t0, segment.t0)
+        while i < len(self._segments) and self._t0[i] == segment.t0:
+            if self._segments[i].seq == segment.seq:
+                return i
+            i += 1
+        return None
+
+    def _set_vector_locked(self, index: faiss.Index, serial: int, vec: np.ndarray) -> None:
+        if isinstance(index, faiss.IndexIVF):
+            move_id(index, serial, vec)
+        else:
+            n = index.ntotal
+            faiss.rev_swig_ptr(index.get_xb(), n * self.dim).reshape(n, self.dim)[serial - self._base] = vec[0]
 
     def search(self, query: np.ndarray, k: int, start: float | None = None,
                end: float | None = None) -> list[tuple[MicroSegment, float]]:
@@ -272,10 +281,10 @@ class SegmentIndex:
             out[:] = rows[a - self._base:b - self._base]
             return
         for lst in range(self._nlist):
-            ids = _list_ids(self._index, lst)
+            ids = list_ids(self._index, lst)
             i0, i1 = np.searchsorted(ids, (a, b))
             if i1 > i0:
-                out[ids[i0:i1] - a] = _list_vectors(self._index, lst)[i0:i1]
+                out[ids[i0:i1] - a] = list_vectors(self._index, lst)[i0:i1]
 
     def _blocks(self, a: int, b: int):
         """Yield (first serial, vectors) for serials [a, b), copied CHUNK rows per lock hold (the
@@ -340,7 +349,10 @@ class SegmentIndex:
                         vectors = np.empty((b - first, self.dim), dtype=np.float32)
                         self._export_locked(first, b, vectors)
                         index.add_with_ids(vectors, np.arange(first, b, dtype=np.int64))
-                    _trim_ivf(index, self._base)  # what retention dropped meanwhile
+                    trim_ivf(index, self._base)  # what retention dropped meanwhile
+                    for serial, vec in self._promoted.items():
+                        if serial >= self._base:
+                            move_id(index, serial, vec)
                     self._index, self._nlist = index, nlist
                     self._trained_at = len(self._segments)
                     if self.gpu:
@@ -353,6 +365,7 @@ class SegmentIndex:
         finally:
             with self._lock:
                 self._rebuilding = False
+                self._promoted.clear()
 
     def _mirror_locked(self) -> None:
         """(Re)make the GPU copy of the CPU index."""

@@ -63,6 +63,22 @@ class TimedIndex:
             self._t0.append(t0)
             self._t1.append(t1)
 
+    def remove_before(self, t: float) -> int:
+        """Retention: drop the items that ended before media time ``t``; returns how many."""
+        with self._lock:
+            keep = [r for r, t1 in enumerate(self._t1) if t1 >= t]
+            gone = len(self._items) - len(keep)
+            if not gone:
+                return 0
+            self._keys, self._items, self._vectors, self._t0, self._t1 = (
+                [column[r] for r in keep]
+                for column in (self._keys, self._items, self._vectors, self._t0, self._t1))
+            self._rows = {key: row for row, key in enumerate(self._keys)}
+            self._index = faiss.IndexFlatIP(self.dim)  # few items: rebuilding beats id bookkeeping
+            if self._vectors:
+                self._index.add(np.stack(self._vectors))
+            return gone
+
     def _select(self, start: float | None, end: float | None,
                 where: Callable[[Any], bool] | None) -> np.ndarray:
         ok = np.ones(len(self._items), dtype=bool)

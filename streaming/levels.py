@@ -16,7 +16,7 @@ import numpy as np
 from .density import DensityScorer, DensityWeights
 from .hierarchy import Child, Deduper, Hierarchy
 from .item_index import TimedIndex
-from .records import MicroSegment, Parent
+from .records import MicroSegment, Parent, Promotion, RetentionCut
 from .settings import Settings
 
 LEVELS = ("meso", "macro")
@@ -38,7 +38,7 @@ class StreamLevels:
         self.dim = dim
         self.indexes = {level: TimedIndex(dim) for level in LEVELS}
         self._closed: dict[str, list[Parent]] = {level: [] for level in LEVELS}
-        self._occurrences: dict[int, list[tuple[float, float]]] = {}
+        self._occurrences: dict[int, list[tuple[int, float, float]]] = {}  # rep -> (seq, t0, t1)
         self.received = self.kept = 0
         self._lock = threading.Lock()  # the worker grows the open parents while queries read them
 
@@ -61,14 +61,17 @@ class StreamLevels:
                     if restoring:
                         self.deduper.add(seg.seq, seg.text, vec)
                 else:
-                    self._occurrences.setdefault(seg.merged_into, []).append((seg.t0, seg.t1))
+                    self._occurrences.setdefault(seg.merged_into, []).append((seg.seq, seg.t0, seg.t1))
             child = Child(seg.seq, seg.t0, seg.t1, child_text(seg), vec,
                           seg.density if seg.density is not None else 0.0, seg.boundary)
             with self._lock:
                 closed = self.hierarchy.add(child)
             self._index(closed)
 
-    def restore(self, segments: list[MicroSegment], vectors: list[np.ndarray | None]) -> None:
+    def restore(self, segments: list[MicroSegment], vectors: list[np.ndarray | None],
+                first_ids: tuple[int, int] = (0, 0)) -> None:
+        """Replay stored segments; ``first_ids``: the meso and macro ids retention left first."""
+        self.hierarchy.meso.next_id, self.hierarchy.macro.next_id = first_ids
         self.scorer.prime(vectors[-8:])
         self.add(segments, vectors, restoring=True)
 
@@ -87,10 +90,43 @@ class StreamLevels:
             vector = vec if vec is not None else np.zeros(self.dim, dtype=np.float32)
             self.indexes[parent.level].upsert(parent.id, parent, parent.t0, parent.t1, vector)
 
+    # -- retention -------------------------------------------------------------------------------
+    def cut_before(self, t: float) -> RetentionCut | None:
+        """Where retention may cut to drop what ended before ``t``: the start of the first macro
+        that does not (whole macros go, so a replay of what is left rebuilds the same parents)."""
+        closed = self.indexes["macro"].items()
+        first = next((m for m in closed if m.t1 > t), None)
+        if first is None:
+            first = next((p for p, _ in self._open() if p.level == "macro"), None)
+        if first is None or first.id == 0:
+            return None
+        mesos = {m.id: m for m in self.indexes["meso"].items()}
+        mesos.update({p.id: p for p, _ in self._open() if p.level == "meso"})
+        meso = mesos.get(first.children[0]) if first.children else None
+        if meso is None:
+            return None
+        return RetentionCut(meso.children[0], meso.t0, meso.id, first.id)
+
+    def remove_before(self, cut: RetentionCut) -> list[Promotion]:
+        """Drop parents before the cut; a repeat whose representative goes becomes one itself."""
+        for level in LEVELS:
+            self.indexes[level].remove_before(cut.t)
+        promoted = []
+        for rep in [r for r in self._occurrences if r < cut.seq]:
+            left = [o for o in self._occurrences.pop(rep) if o[0] >= cut.seq]
+            if not left:
+                continue
+            (seq, t0, _), others = left[0], tuple(left[1:])
+            if others:
+                self._occurrences[seq] = list(others)
+            promoted.append(Promotion(seq, t0, others, self.deduper.rehome(rep, seq)))
+            self.kept += 1
+        return promoted
+
     # -- queries ---------------------------------------------------------------------------------
     def occurrences(self, seq: int) -> list[tuple[float, float]]:
         """Other spans where the same thing was said again (merged repeats)."""
-        return list(self._occurrences.get(seq, []))
+        return [(t0, t1) for _, t0, t1 in self._occurrences.get(seq, [])]
 
     def parents(self, level: str, start: float | None = None, end: float | None = None) -> list[Parent]:
         """Closed parents overlapping [start, end], then the open one."""

@@ -17,10 +17,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from .features import SegmentFeatures, SignalWindow
+from .features import SignalWindow
 from .index import SegmentIndex
-from .novelty import SurpriseTracker, feature_distance
-from .records import AudioChunk, Evidence, LabelSpan, MicroSegment, StreamStatus, SubtitleCue, VideoFrame
+from .records import (AudioChunk, Evidence, LabelSpan, MicroSegment, RetentionCut, StreamStatus, SubtitleCue,
+                      VideoFrame)
+from .retention import Retention, RetentionPolicy
+from .scoring import SegmentScorer
 from .segmenter import MicroSegmenter
 from .settings import Settings
 from .sources import CHUNK_SECONDS, MediaSource, SourceError, SourceSpec
@@ -79,12 +81,6 @@ class StreamPipeline:
         self.segmenter = MicroSegmenter(stream_id, target_s=settings.micro_target_s, fill_quiet=True,
                                         start=resume_t, seq=cp.next_seq if cp else 0)
         self.window = SignalWindow()
-        # Per-stream z-scoring of the two novelty signals; which one proposes boundaries is a setting.
-        self.trackers = {"surprise": SurpriseTracker(threshold=settings.surprise_threshold),
-                         "novelty": SurpriseTracker(threshold=settings.surprise_threshold)}
-        self._prev_blocks: dict | None = None
-        if self.restored and self.restored.features and self.restored.features[-1] is not None:
-            self._prev_blocks = self.restored.features[-1].blocks()
         self._queue: queue.Queue = queue.Queue(maxsize=max(2, int(settings.queue_seconds / CHUNK_SECONDS)))
         self._threads: list[threading.Thread] = []
         self._busy = 0.0  # seconds spent recognising, embedding and indexing
@@ -166,17 +162,18 @@ class StreamPipeline:
                                also=tuple(self.levels.occurrences(seg.seq)))
                       for seg, score in self.search(query, k, start, end)]
         if self.visual is not None and kinds - {"speech"}:
-            found += [self._item_evidence(it, score)
-                      for it, score in self.visual.search(query, k, start, end, kinds)]
+            found += [self._item_evidence(it, score, also)
+                      for it, score, also in self.visual.search(query, k, start, end, kinds)]
         if self.visual is not None and "frame" in kinds and text:
             found += [Evidence(self.id, f.t, f.t + self.frame_step_s, f"frame at {f.t:.1f} s", score,
                                "seen", "frame") for f, score in self.visual.search_frames_by_text(text, k, start, end)]
         found.sort(key=lambda e: (-e.score, e.start))
         return found[:k]
 
-    def _item_evidence(self, item, score: float) -> Evidence:
+    def _item_evidence(self, item, score: float, also: tuple = ()) -> Evidence:
         kind = "label" if isinstance(item, LabelSpan) else item.kind
-        return Evidence(self.id, item.t0, item.t1, item.text, float(score), KIND_MODALITY[kind], kind)
+        return Evidence(self.id, item.t0, item.t1, item.text, float(score), KIND_MODALITY[kind], kind,
+                        also=also)
 
     def segments(self, start: float | None = None, end: float | None = None) -> list[MicroSegment]:
         return self.index.segments(start, end) if self.index is not None else []
@@ -237,22 +234,24 @@ class StreamPipeline:
                                   ocr_interval_s=self.settings.ocr_interval_s, clip=m.clip,
                                   captioner=m.captioner)
         r = self.restored
+        cp = r.checkpoint if r is not None else None
+        last = r.features[-1] if r is not None and r.features else None
+        self.scorer = SegmentScorer(self.settings, m.stepper, last)
+        cut = RetentionCut(**cp.info["retained"]) if cp is not None and "retained" in cp.info else None
+        self.retention = Retention(RetentionPolicy.from_settings(self.settings), self.index, self.levels,
+                                   self.visual, self.store, cut)
         if r is not None:
             self.visual.restore(r.items, r.frames)
         if r is not None and r.segments:
             restored = [self.visual.fuse(s)[0] for s in r.segments]
             self._add(restored, r.vectors)
-            self.levels.restore(restored, r.vectors)
-            if not self.resumable and r.checkpoint.info.get("state") == "finished":
+            self.levels.restore(restored, r.vectors, (cut.meso_id, cut.macro_id) if cut else (0, 0))
+            if not self.resumable and cp.info.get("state") == "finished":
                 self.levels.flush()
             self.status.segments = len(self.index)
             self.status.words = sum(len(s.words) for s in r.segments)
-        if r is not None and r.checkpoint is not None:
-            if m.stepper is not None and r.checkpoint.model:
-                m.stepper.load_state_dict(r.checkpoint.model)
-            for name, tracker in self.trackers.items():
-                if name in r.checkpoint.tracker:
-                    tracker.load_state_dict(r.checkpoint.tracker[name])
+        if cp is not None:
+            self.scorer.load(cp.model, cp.tracker)
         self._ready.set()
 
     def _work(self) -> None:
@@ -325,7 +324,7 @@ class StreamPipeline:
         for seg, vec in zip(segments, vectors):
             seg, shown = self.visual.fuse(seg)  # audio and picture align by media time first
             feats = self.window.features(seg, vec, shown)
-            scored.append(self.levels.score(self._score(replace(seg, wall=now), feats), vec))
+            scored.append(self.levels.score(self.scorer.score(replace(seg, wall=now), feats), vec))
             features.append(feats)
         self._add(scored, vectors)
         self.levels.add(scored, vectors)
@@ -335,6 +334,7 @@ class StreamPipeline:
         if self.store is not None:
             items, frames = self.visual.take_changes()
             self.store.commit(scored, vectors, features, self._checkpoint(scored[-1]), items, frames)
+        self.retention.after_commit(scored[-1].t1)
 
     def _add(self, segments: list[MicroSegment], vectors: list[np.ndarray | None]) -> None:
         """Index segments in time order; a quiet one (no text vector) or a merged repeat gets zeros,
@@ -343,34 +343,13 @@ class StreamPipeline:
         self.index.add(segments, np.stack([zero if v is None or s.merged_into is not None else v
                                            for s, v in zip(segments, vectors)]))
 
-    def _score(self, seg: MicroSegment, feats: SegmentFeatures) -> MicroSegment:
-        blocks = feats.blocks()
-        z, boundary = {}, {}
-        change = feature_distance(self._prev_blocks, blocks)
-        self._prev_blocks = blocks
-        if change is not None:
-            z["novelty"], boundary["novelty"] = self.trackers["novelty"].update(change)
-        stepper = self.models.stepper
-        fields: dict = {}
-        if stepper is not None:
-            out = stepper.step(blocks)
-            if out.surprise is not None:
-                z["surprise"], boundary["surprise"] = self.trackers["surprise"].update(out.surprise)
-            fields = dict(surprise_raw=out.surprise, coherence=out.coherence,
-                          summary=tuple(float(x) for x in out.summary))
-        # A shot cut the detector confirmed inside the span is a boundary whatever the scores say:
-        # on the test clips it finds every cut at its frame, which no z-score does.
-        cut = any(f.cut is not None for f in seg.seen)
-        return replace(seg, surprise=z.get("surprise"), novelty=z.get("novelty"),
-                       boundary=boundary.get(self.settings.boundary_signal, False) or cut, **fields)
-
     def _checkpoint(self, last: MicroSegment) -> Checkpoint:
-        stepper = self.models.stepper
+        model, trackers = self.scorer.state()
         return Checkpoint(
             next_seq=self.segmenter.next_seq, resume_t=last.t1, media_seconds=self.status.media_seconds,
-            wall=self.clock(), model=stepper.state_dict() if stepper is not None else {},
-            tracker={name: t.state_dict() for name, t in self.trackers.items()},
-            info={"source": self.spec.display, "name": self.status.name, "state": self.status.state})
+            wall=self.clock(), model=model, tracker=trackers,
+            info={"source": self.spec.display, "name": self.status.name, "state": self.status.state,
+                  **self.retention.info()})
 
     def _progress(self) -> None:
         st = self.status

@@ -127,6 +127,26 @@ class Parent:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionCut:
+    """Where retention cuts a stream: what came before goes, whole macros at a time."""
+
+    seq: int  # the first micro segment kept
+    t: float  # its start (media time): shown text, labels and frames that ended before it go
+    meso_id: int  # the first meso kept
+    macro_id: int  # the first macro kept
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """A repeat that stands for itself once retention dropped the segment it repeated."""
+
+    seq: int
+    t0: float
+    others: tuple[tuple[int, float, float], ...]  # later repeats (seq, t0, t1), now merged into seq
+    vector: object = None  # the dropped representative's vector: a stand-in when none is stored
+
+
+@dataclass(frozen=True, slots=True)
 class MicroSegment:
     stream_id: str
     seq: int

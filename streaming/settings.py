@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     read_timeout_s: float = Field(5.0, gt=0.0, description="a live source silent this long reconnects")
     reconnect_initial_s: float = Field(0.5, gt=0.0, description="first reconnect delay (doubles)")
     reconnect_max_s: float = Field(30.0, gt=0.0, description="longest reconnect delay")
+    retention_hours: float | None = Field(
+        None, gt=0, description="keep this many hours of each stream (media time before its newest)")
+    retention_mb: float | None = Field(None, gt=0, description="disk budget per stream (its SQLite file)")
+    retention_every_s: float = Field(60.0, gt=0, description="media seconds between retention checks")
     pace: Literal["fast", "realtime"] = Field("fast", description="how recorded files are read")
     queue_seconds: float = Field(30.0, gt=0.0, description="decoded media buffered ahead of ASR")
 

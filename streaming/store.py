@@ -13,13 +13,13 @@ import io
 import json
 import sqlite3
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .features import SegmentFeatures
-from .records import LabelSpan, MicroSegment, SeenLabels, ShownText, Word
+from .records import LabelSpan, MicroSegment, RetentionCut, SeenLabels, ShownText, Word
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -121,6 +121,9 @@ class StreamStore:
         self._lock = threading.Lock()
         # check_same_thread off: the ingest thread writes, API calls read; the lock serialises them.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # Pages retention frees go back to the file system (set before the first table is made;
+        # an older file keeps reusing its free pages instead, so it stops growing all the same).
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL survives a process crash
         self._db.executescript(SCHEMA)
@@ -168,6 +171,55 @@ class StreamStore:
             if row is not None:
                 merged = {**json.loads(row[0]), **info}
                 self._db.execute("UPDATE checkpoint SET info = ? WHERE id = 0", (json.dumps(merged),))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the stream's data takes in the file (pages in use, free pages not counted)."""
+        with self._lock:
+            used = [self._db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count")]
+            return (used[0] - used[1]) * self._db.execute("PRAGMA page_size").fetchone()[0]
+
+    def file_bytes(self) -> int:
+        """The file and its write-ahead log on disk."""
+        files = (Path(str(self.path) + suffix) for suffix in ("", "-wal"))
+        return sum(f.stat().st_size for f in files if f.exists())
+
+    def time_at_fraction(self, fraction: float) -> float | None:
+        """Media time by which ``fraction`` of the stored segments have ended (oldest first)."""
+        with self._lock:
+            n = self._db.execute("SELECT COUNT(*) FROM segments").fetchone()[0]
+            row = self._db.execute("SELECT t1 FROM segments ORDER BY seq LIMIT 1 OFFSET ?",
+                                   (min(n - 1, int(fraction * n)),)).fetchone() if n else None
+        return row[0] if row else None
+
+    def vectors(self, seqs: list[int]) -> dict[int, np.ndarray]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT seq, vector FROM segments WHERE seq IN ({','.join('?' * len(seqs))})",
+                                    seqs).fetchall()
+        return {seq: _vec(blob) for seq, blob in rows if blob is not None}
+
+    def remove_before(self, cut: RetentionCut, promoted: dict[int, list[int]]) -> None:
+        """Retention, in one transaction: segments before ``cut.seq``, shown text, labels and frames
+        that ended before ``cut.t``; repeats of a dropped representative point to their new one."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM segments WHERE seq < ?", (cut.seq,))
+                self._db.execute("DELETE FROM items WHERE t1 < ?", (cut.t,))
+                self._db.execute("DELETE FROM frames WHERE t < ?", (cut.t,))
+                for rep, others in promoted.items():
+                    self._db.execute("UPDATE segments SET merged_into = NULL WHERE seq = ?", (rep,))
+                    self._db.executemany("UPDATE segments SET merged_into = ? WHERE seq = ?",
+                                         [(rep, seq) for seq in others])
+                row = self._db.execute("SELECT info FROM checkpoint WHERE id = 0").fetchone()
+                if row is not None:
+                    info = {**json.loads(row[0]), "retained": asdict(cut)}
+                    self._db.execute("UPDATE checkpoint SET info = ? WHERE id = 0", (json.dumps(info),))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("PRAGMA incremental_vacuum")
 
     def load(self, stream_id: str) -> Restored:
         with self._lock:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .item_index import TimedIndex
 from .records import LabelSpan, MicroSegment, SeenLabels, ShownText, SubtitleCue, VideoFrame
-from .screen_text import ReadGate, ScreenTextTracker, grey_thumb, group_lines
+from .screen_text import ReadGate, ScreenTextTracker, grey_thumb, group_lines, same_text
 
 log = logging.getLogger("manta.visual")
 
@@ -27,6 +27,7 @@ KIND_MODALITY = {"speech": "said", "ocr": "shown", "subtitle": "shown", "label":
 SHOWN_KINDS = ("ocr", "subtitle")
 LABEL_MIN_P = 0.15  # below this an ImageNet class is mostly a guess
 LABELS_KEPT = 5
+REPEAT_FETCH = 4  # a search fetches this many times k, so repeats folded together leave k answers
 
 
 @dataclass
@@ -44,6 +45,10 @@ class VisualCounters:
 
 def _is_shown(item) -> bool:
     return isinstance(item, ShownText) and item.kind in SHOWN_KINDS
+
+
+def _repeats(a: ShownText, b) -> bool:
+    return isinstance(b, ShownText) and a.kind == b.kind and same_text(a.text, b.text)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -171,10 +176,24 @@ class VisualStage:
 
     # -- queries ---------------------------------------------------------------------------------
     def search(self, query: np.ndarray, k: int, start: float | None, end: float | None,
-               kinds: set[str]) -> list[tuple[ShownText | LabelSpan, float]]:
+               kinds: set[str]) -> list[tuple[ShownText | LabelSpan, float, tuple[tuple[float, float], ...]]]:
+        """Best ``k`` items, each with the other spans where the same text was shown again (a title
+        card or a ticker coming back is one answer with all its times, not k copies of it)."""
         def wanted(it) -> bool:
             return (it.kind if isinstance(it, ShownText) else "label") in kinds
-        return self.items.search(query, k, start, end, wanted)
+        out: list = []
+        for it, score in self.items.search(query, REPEAT_FETCH * k, start, end, wanted):
+            if isinstance(it, ShownText):
+                if any(_repeats(it, o) for o, _, _ in out):
+                    continue
+                also = tuple((o.t0, o.t1) for o in self.items.items(start, end, _is_shown)
+                             if o.id != it.id and _repeats(it, o))
+                out.append((it, score, also))
+            else:
+                out.append((it, score, ()))
+            if len(out) == k:
+                break
+        return out
 
     def search_frames_by_text(self, text: str, k: int, start: float | None,
                               end: float | None) -> list[tuple[SeenLabels, float]]:
@@ -199,6 +218,11 @@ class VisualStage:
             return None
         key, _ = min(near, key=lambda e: abs(e[1].t - t))
         return self.frames.vectors([key])[0]
+
+    def remove_before(self, t: float) -> int:
+        """Retention: forget shown text, labels and frames that ended before media time ``t``."""
+        return sum(index.remove_before(t) for index in (self.items, self.frames, self.clip_frames)
+                   if index is not None)
 
     # -- persistence -----------------------------------------------------------------------------
     def take_changes(self) -> tuple[list[tuple[ShownText | LabelSpan, np.ndarray]],

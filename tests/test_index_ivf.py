@@ -15,6 +15,7 @@ import pytest
 
 from streaming import index as index_module
 from streaming.index import NPROBE, SegmentIndex, nlist_for
+from streaming.ivf_lists import list_ids
 from streaming.records import MicroSegment
 
 DIM = 384
@@ -58,7 +59,7 @@ def exact_many(vectors: np.ndarray, queries: np.ndarray, k: int, lo: int = 0,
 
 def lists_sorted(index: SegmentIndex) -> bool:
     ivf = index._index
-    return all(np.all(np.diff(index_module._list_ids(ivf, lst)) > 0) for lst in range(ivf.nlist))
+    return all(np.all(np.diff(list_ids(ivf, lst)) > 0) for lst in range(ivf.nlist))
 
 
 N = 12_000
@@ -194,6 +195,29 @@ def test_remove_before_drops_earlier_segments_only(data, ivf_at) -> None:
     assert index.search(extra[123], 1)[0][0].seq == N + 123
     assert index.remove_before(1e9) == len(extra) + N - 5_000 and len(index) == 0
     assert index.search(q, 5) == [] and index.nbytes <= nlist_for(AT) * DIM * 4
+
+
+@pytest.mark.parametrize("ivf_at", [None, AT])
+def test_a_promoted_repeat_is_found_by_its_own_vector(data, ivf_at) -> None:
+    """A merged repeat is indexed as zeros; when retention drops its representative it gets its own
+    vector in place (flat row, or moved between IVF lists in id order) and search finds it."""
+    from dataclasses import replace
+
+    vectors = data.copy()
+    vectors[9_500] = 0.0  # merged into 9_000
+    index = SegmentIndex(DIM, ivf_at=ivf_at, background=False)
+    fill(index, vectors)
+    index.remove_before(3.0 * 9_200)
+    assert index.search(data[9_500], 1)[0][0].seq != 9_500
+    seg = replace(index.segments(3.0 * 9_500, 3.0 * 9_500 + 1)[0], merged_into=None)
+    assert seg.seq == 9_500 and index.promote(seg, data[9_500])
+    hit, score = index.search(data[9_500], 1)[0]
+    assert hit.seq == 9_500 and hit.merged_into is None and score == pytest.approx(1.0, abs=1e-5)
+    assert index.search(data[9_500], 1, start=3.0 * 9_400, end=3.0 * 9_600)[0][0].seq == 9_500
+    assert not index.promote(replace(seg, seq=1, t0=3.0), data[1])  # retention dropped it
+    if ivf_at:
+        assert lists_sorted(index)
+    assert index.remove_before(3.0 * 9_501) == 9_501 - 9_200 and index.search(data[9_500], 1)[0][0].seq != 9_500
 
 
 def test_retention_before_the_switch_keeps_serial_ids(data) -> None:

@@ -159,3 +159,41 @@ def test_parse_question_override_and_validation():
         parse_question("  ")
     with pytest.raises(ValueError):
         parse_question("x", "smell")
+
+
+def test_a_title_shown_again_and_again_is_one_answer_with_all_its_times():
+    """Real MiniLM embeddings: a title card coming back five times (with OCR noise once) between
+    other captions is one search result carrying every span; a different number is other text."""
+    from manta_models.embed import TextEmbedder
+    from streaming.records import SubtitleCue
+    from streaming.visual import VisualStage
+
+    embedder = TextEmbedder()
+    stage = VisualStage(embedder.encode, embedder.dim)
+    titles = []
+    for i in range(5):
+        t = 60.0 * i
+        text = "BREAKING NEWS: FLOODS IN THE NORTH" if i != 3 else "BREAKING NEWS: FLOOODS IN THE NORTH"
+        titles.append((t, t + 4.0))
+        stage.on_cue(SubtitleCue(t, t + 4.0, text, None, 0))
+        stage.on_cue(SubtitleCue(t + 20, t + 24, f"Weather for day {i}: sunny spells", None, 0))
+    stage.on_cue(SubtitleCue(400.0, 404.0, "The Peach Open Movie Project presents", None, 0))
+    query = embedder.encode(["breaking news floods"])[0]
+    hits = stage.search(query, 3, None, None, {"subtitle"})
+    item, _, also = hits[0]
+    assert "FLOODS" in item.text and sorted([(item.t0, item.t1), *also]) == titles
+    assert not any("BREAKING" in h[0].text for h in hits[1:])  # not repeated in the other places
+    weather = [h for h in stage.search(embedder.encode(["weather sunny"])[0], 5, None, None, {"subtitle"})
+               if "Weather" in h[0].text]
+    assert len(weather) == 5 and all(h[2] == () for h in weather)  # day 0..4: numbers differ, all kept
+    # A time filter folds only what lies inside it.
+    item, _, also = stage.search(query, 1, 100.0, 200.0, {"subtitle"})[0]
+    assert sorted([(item.t0, item.t1), *also]) == [(120.0, 124.0), (180.0, 184.0)]
+    # The answer names every time it came back.
+    from streaming.answer import clock, quote
+    from streaming.records import Evidence
+
+    item, score, also = hits[0]
+    said = quote(Evidence("news", item.t0, item.t1, item.text, score, "shown", "subtitle", also=also))
+    others = ", ".join(clock(t0) for t0, _ in titles if t0 != item.t0)
+    assert said.startswith("Subtitle: “BREAKING NEWS") and said.endswith(f", again at {others}"), said
