@@ -77,7 +77,8 @@ class StreamPipeline:
             spec, open_timeout=settings.open_timeout_s, read_timeout=settings.read_timeout_s,
             pace=settings.pace, frame_fps=frame_fps, reconnect_initial=settings.reconnect_initial_s,
             reconnect_max=settings.reconnect_max_s, stop=self._stop, on_gap=self.status.gaps.append,
-            start_at=resume_t, subtitles=settings.subtitles, scene_threshold=settings.scene_threshold)
+            start_at=resume_t, subtitles=settings.subtitles, scene_threshold=settings.scene_threshold,
+            resumed=cp is not None)
         self.segmenter = MicroSegmenter(stream_id, target_s=settings.micro_target_s, fill_quiet=True,
                                         start=resume_t, seq=cp.next_seq if cp else 0)
         self.window = SignalWindow()

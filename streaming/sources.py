@@ -143,7 +143,7 @@ class MediaSource:
                  pace: str = "fast", frame_fps: float = 1.0, reconnect_initial: float = 0.5,
                  reconnect_max: float = 30.0, stop: threading.Event | None = None,
                  on_gap: Callable[[Gap], None] | None = None, start_at: float = 0.0,
-                 subtitles: bool = True, scene_threshold: float | None = None):
+                 subtitles: bool = True, scene_threshold: float | None = None, resumed: bool = False):
         if pace not in ("fast", "realtime"):
             raise ValueError("pace must be 'fast' or 'realtime'")
         self.spec = spec
@@ -160,6 +160,9 @@ class MediaSource:
         # Resuming after a restart: a file seeks to start_at; a live source's media time goes on
         # from there (it cannot rewind), so times stay monotonic across the restart.
         self.start_at = start_at
+        # A live stream brought back by a restart did connect before: if its sender is down now,
+        # that is an outage to wait out (with backoff, recorded as a gap), not a typo to report.
+        self.progress.ever_connected = spec.live and resumed
         self._offset = 0.0  # media time where the current session starts
         self._media_end = start_at  # latest media time emitted
         self._container = None
@@ -172,6 +175,7 @@ class MediaSource:
         delay = self.reconnect_initial
         outage_start: float | None = None
         while not self.stop.is_set():
+            attempt = time.time()
             try:
                 container = self._container or open_container(self.spec, self.open_timeout,
                                                               self.read_timeout)
@@ -180,7 +184,7 @@ class MediaSource:
                 self.progress.last_error = str(exc)
                 if not self.spec.live or not self.progress.ever_connected:
                     raise  # never reached: a clear failure beats retrying a typo forever
-                outage_start = outage_start or time.time()
+                outage_start = outage_start or attempt  # (a resumed source: since its first try)
                 self.progress.connected = False
                 self.stop.wait(delay)
                 delay = min(delay * 2, self.reconnect_max)

@@ -315,6 +315,40 @@ def test_dead_udp_source_fails_within_open_timeout() -> None:
     assert src.progress.last_error
 
 
+def test_a_resumed_live_source_waits_out_a_sender_that_is_down() -> None:
+    """After a restart, a live stream whose sender is not back yet keeps trying (backoff, a gap
+    recorded) and goes on from its old media time once packets come, instead of failing."""
+    from streaming.replay import replay
+
+    port = _free_udp_port()
+    gaps = []
+    src = MediaSource(parse_source(f"udp://127.0.0.1:{port}"), open_timeout=1.0, read_timeout=1.5,
+                      reconnect_initial=0.2, reconnect_max=0.5, start_at=30.0, resumed=True,
+                      on_gap=gaps.append, frame_fps=0)
+    got, errors = [], []
+
+    def read() -> None:
+        try:
+            for chunk in src:
+                got.append(chunk)
+        except Exception as exc:  # noqa: BLE001 - the assertion below reports it
+            errors.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(2.5)  # the sender is down: several attempts fail meanwhile
+    assert not errors and reader.is_alive() and not src.progress.connected
+    replay(_media("jfk_inaugural_1961.flac"), f"udp://127.0.0.1:{port}", speed=4.0)
+    time.sleep(1.0)
+    src.stop.set()
+    reader.join(timeout=10)
+    assert not reader.is_alive() and not errors, errors
+    audio = _audio(got)
+    assert audio and audio[0].t0 >= 30.0 + 2.0  # media time went on, across the outage
+    assert sum(len(c.samples) for c in audio) / SAMPLE_RATE == pytest.approx(11.0, abs=1.0)
+    assert len(gaps) == 1 and gaps[0].wall_end - gaps[0].wall_start >= 2.0 and src.progress.reconnects == 1
+
+
 # -- real media ------------------------------------------------------------------------------------
 
 def test_jfk_flac_is_eleven_seconds_of_audio() -> None:
