@@ -40,6 +40,9 @@ CHUNK_SECONDS = 0.5
 MAX_FRAME_WIDTH = 640
 
 
+AUDIO_GAP_S = 0.25  # audio timestamps this far past the samples counted so far: a hole, not jitter
+
+
 class SourceError(ValueError):
     """A source that cannot be used; the message is meant for the user."""
 
@@ -296,6 +299,15 @@ class MediaSource:
                 if packet.stream is audio:
                     t = media_time(frame.time)
                     if audio_t0 is None:
+                        audio_t0 = t
+                    elif frame.time is not None and t - (audio_t0 + pending_n / SAMPLE_RATE) > AUDIO_GAP_S:
+                        # Audio missing from the container (a clip without sound, packets lost on
+                        # the wire): counting samples would pull every later word earlier. What came
+                        # before goes out as it is, and audio time jumps with the timestamps.
+                        chunk = emit_audio(final=True)
+                        if chunk is not None:
+                            self._media_end = max(self._media_end, chunk.t1)
+                            yield chunk
                         audio_t0 = t
                     for out in resampler.resample(frame):
                         pcm = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)

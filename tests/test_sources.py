@@ -349,6 +349,30 @@ def test_a_resumed_live_source_waits_out_a_sender_that_is_down() -> None:
     assert len(gaps) == 1 and gaps[0].wall_end - gaps[0].wall_start >= 2.0 and src.progress.reconnects == 1
 
 
+def test_a_hole_in_the_audio_track_keeps_later_audio_at_its_time(tmp_path: Path) -> None:
+    """2 s of tone, nothing from 2 s to 10 s (a clip without sound, lost packets), 2 s more: the
+    second part is at 10 s, not at 2 s where counting samples would put it."""
+    path = tmp_path / "hole.mkv"
+    rate = 16_000
+    with av.open(str(path), "w", format="matroska") as out:
+        audio = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        tone = (_tone(2.0, rate, 440.0) * 20_000).astype(np.int16)
+        for start in (0, 10 * rate):
+            for i in range(0, len(tone), 1600):
+                frame = av.AudioFrame.from_ndarray(tone[None, i:i + 1600], format="s16", layout="mono")
+                frame.sample_rate, frame.pts = rate, start + i
+                frame.time_base = fractions.Fraction(1, rate)
+                for packet in audio.encode(frame):
+                    out.mux(packet)
+    chunks = _audio(MediaSource(parse_source(str(path))))
+    starts = [c.t0 for c in chunks]
+    assert starts == sorted(starts)
+    late = [c for c in chunks if c.t0 >= 5.0]
+    assert late and late[0].t0 == pytest.approx(10.0, abs=0.05)
+    assert late[-1].t1 == pytest.approx(12.0, abs=0.05)
+    assert sum(len(c.samples) for c in chunks) / SAMPLE_RATE == pytest.approx(4.0, abs=0.05)  # no filler
+
+
 # -- real media ------------------------------------------------------------------------------------
 
 def test_jfk_flac_is_eleven_seconds_of_audio() -> None:
