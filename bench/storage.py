@@ -55,21 +55,23 @@ def _append(dst, v, a, path: Path, t0: float, still=None) -> float:
     end = t0
     n_audio = 0
     with av.open(str(path)) as src:
+        base = (src.start_time or 0) / 1e6  # a clip cut from a longer film starts at its old time
         streams = (list(src.streams.video[:1]) if still is None else []) + list(src.streams.audio[:1])
         next_frame = int(round(t0 * FPS))
         for frame in src.decode(*streams):
             if isinstance(frame, av.VideoFrame):
                 if frame.time is None:
                     continue
-                pts = int(round((t0 + frame.time) * FPS))
+                at = t0 + frame.time - base
+                pts = int(round(at * FPS))
                 if pts < next_frame:
                     continue
-                out = frame.reformat(width=W, height=H, format="yuv420p")
+                out = frame.reformat(width=W, height=H, format="yuv420p")  # may be frame itself
                 out.pts, out.time_base = pts, Fraction(1, FPS)
                 next_frame = pts + 1
                 for packet in v.encode(out):
                     dst.mux(packet)
-                end = max(end, t0 + frame.time + 1 / FPS)
+                end = max(end, at + 1 / FPS)
             else:
                 for pcm in resampler.resample(frame):
                     pcm.pts, pcm.time_base = int(round(t0 * RATE)) + n_audio, Fraction(1, RATE)

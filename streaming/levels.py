@@ -37,7 +37,6 @@ class StreamLevels:
                                    (s.macro_min_s, s.macro_target_s, s.macro_max_s))
         self.dim = dim
         self.indexes = {level: TimedIndex(dim) for level in LEVELS}
-        self._closed: dict[str, list[Parent]] = {level: [] for level in LEVELS}
         self._occurrences: dict[int, list[tuple[int, float, float]]] = {}  # rep -> (seq, t0, t1)
         self.received = self.kept = 0
         self._lock = threading.Lock()  # the worker grows the open parents while queries read them
@@ -86,7 +85,6 @@ class StreamLevels:
 
     def _index(self, closed: list[tuple[Parent, np.ndarray | None]]) -> None:
         for parent, vec in closed:
-            self._closed[parent.level].append(parent)
             vector = vec if vec is not None else np.zeros(self.dim, dtype=np.float32)
             self.indexes[parent.level].upsert(parent.id, parent, parent.t0, parent.t1, vector)
 

@@ -126,6 +126,10 @@ class StreamStore:
         self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL survives a process crash
+        # The write-ahead log counts against a disk budget too: fold it back every ~1 MB, and cut it
+        # back to 1 MB after (SQLite's default lets it sit at 4 MB and more).
+        self._db.execute("PRAGMA wal_autocheckpoint=256")
+        self._db.execute("PRAGMA journal_size_limit=1048576")
         self._db.executescript(SCHEMA)
         # Files written before density and dedup existed get the columns (NULL for old rows).
         have = {row[1] for row in self._db.execute("PRAGMA table_info(segments)")}
