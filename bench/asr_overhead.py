@@ -68,7 +68,9 @@ class Bench:
         from streaming.pipeline import StreamPipeline
         from streaming.sources import parse_source
 
-        models = (self.asr, self.embedder)  # loaded once, outside the timing
+        from streaming.interfaces import Models
+
+        models = Models(self.asr, self.embedder)  # loaded once, outside the timing; speech only
         pipe = StreamPipeline("bench", "bench", parse_source(str(path)), self.settings,
                               lambda: models)
         self.passes = 0
