@@ -124,17 +124,12 @@ def _speech_16k(path) -> np.ndarray:
     return np.concatenate(pcm)
 
 
-@pytest.mark.slow
-def test_composed_stream_repeats_collapse_and_the_rare_sentence_keeps_its_time(tmp_path):
-    """Real recorded speech through PyAV, Whisper base and MiniLM: a sentence repeated twelve times
-    (a station's sign-off) around one rare sentence (Kennedy's), each after a pause."""
+def composed_signoffs(tmp_path):
+    """A sign-off said twelve times, 1.5 s pauses, Kennedy's sentence in the middle (about 67 s).
+    Returns (wav path, length s, the sign-offs' spans, where the rare sentence starts)."""
     import wave
 
     from conftest import media
-    from manta_models.loader import ModelSet
-    from streaming.pipeline import StreamPipeline
-    from streaming.settings import Settings
-    from streaming.sources import parse_source
 
     jingle = _speech_16k(media("librivox_sense_and_sensibility_0880.wav"))  # "he was not an ill disposed young man"
     rare = _speech_16k(media("jfk_inaugural_1961.flac"))
@@ -152,9 +147,21 @@ def test_composed_stream_repeats_collapse_and_the_rare_sentence_keeps_its_time(t
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16_000)
         w.writeframes(np.concatenate(parts).astype(np.int16).tobytes())
+    return str(path), t, spans, rare_at
 
+
+@pytest.mark.slow
+def test_composed_stream_repeats_collapse_and_the_rare_sentence_keeps_its_time(tmp_path):
+    """Real recorded speech through PyAV, Whisper base and MiniLM: a sentence repeated twelve times
+    (a station's sign-off) around one rare sentence (Kennedy's), each after a pause."""
+    from manta_models.loader import ModelSet
+    from streaming.pipeline import StreamPipeline
+    from streaming.settings import Settings
+    from streaming.sources import parse_source
+
+    path, _, spans, rare_at = composed_signoffs(tmp_path)
     settings = Settings(data_dir=tmp_path)
-    pipe = StreamPipeline("c", "c", parse_source(str(path)), settings, ModelSet(settings).for_stream)
+    pipe = StreamPipeline("c", "c", parse_source(path), settings, ModelSet(settings).for_stream)
     pipe.probe()
     pipe.start()
     assert pipe.join(timeout=300) and pipe.status.state == "finished", pipe.status.last_error

@@ -3,11 +3,12 @@ disk stays bounded, and a restart rebuilds exactly what was left."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from streaming.retention import RetentionPolicy
 from streaming.settings import Settings
+
+from test_hierarchy import composed_signoffs
 
 
 def test_policy_limits_by_age_and_by_bytes() -> None:
@@ -32,30 +33,6 @@ def test_settings_validate_retention() -> None:
         Settings(retention_mb=-1)
     s = Settings(retention_hours=24, retention_mb=512)
     assert RetentionPolicy.from_settings(s) == RetentionPolicy(24.0, 512 * 1024 * 1024, 60.0)
-
-
-def _composed(tmp_path) -> tuple[str, float, list[tuple[float, float]]]:
-    """A sign-off said twelve times (1.5 s pauses) around one rare sentence: about 67 s."""
-    import wave
-
-    from conftest import media
-    from test_hierarchy import _speech_16k
-
-    jingle = _speech_16k(media("librivox_sense_and_sensibility_0880.wav"))
-    rare = _speech_16k(media("jfk_inaugural_1961.flac"))
-    pause = np.zeros(int(1.5 * 16_000), np.int16)
-    parts, t, spans = [], 0.0, []
-    for i in range(13):
-        clip = rare if i == 6 else jingle
-        if i != 6:
-            spans.append((t, t + len(clip) / 16_000))
-        parts += [clip, pause]
-        t += (len(clip) + len(pause)) / 16_000
-    path = tmp_path / "composed.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16_000)
-        w.writeframes(np.concatenate(parts).astype(np.int16).tobytes())
-    return str(path), t, spans
 
 
 def _run(path: str, settings: Settings, models):
@@ -88,7 +65,7 @@ def test_age_retention_keeps_the_newest_whole_macros_and_every_repeat_findable(t
     from streaming.sources import parse_source
     from streaming.store import StreamStore
 
-    path, length, spans = _composed(tmp_path)
+    path, length, _, _ = composed_signoffs(tmp_path)
     s = Settings(data_dir=tmp_path / "data", meso_min_s=6, meso_target_s=6, meso_max_s=6, macro_min_s=12,
                  macro_target_s=12, macro_max_s=12, retention_hours=30 / 3600, retention_every_s=5)
     models = ModelSet(s)
@@ -132,7 +109,7 @@ def test_age_retention_keeps_the_newest_whole_macros_and_every_repeat_findable(t
 def test_a_disk_budget_bounds_the_stream_file(tmp_path) -> None:
     from manta_models.loader import ModelSet
 
-    path, length, _ = _composed(tmp_path)
+    path, length, _, _ = composed_signoffs(tmp_path)
     levels = dict(meso_min_s=6, meso_target_s=6, meso_max_s=6, macro_min_s=12, macro_target_s=12,
                   macro_max_s=12, retention_every_s=5)
     budget = 96 * 1024  # about 50 KB is the floor: schema pages and the checkpoint (the Mamba state)
