@@ -182,12 +182,13 @@ class VisualStage:
         def wanted(it) -> bool:
             return (it.kind if isinstance(it, ShownText) else "label") in kinds
         out: list = []
+        shown = None  # every shown item in the range, listed once and only if a hit needs it
         for it, score in self.items.search(query, REPEAT_FETCH * k, start, end, wanted):
             if isinstance(it, ShownText):
                 if any(_repeats(it, o) for o, _, _ in out):
                     continue
-                also = tuple((o.t0, o.t1) for o in self.items.items(start, end, _is_shown)
-                             if o.id != it.id and _repeats(it, o))
+                shown = self.items.items(start, end, _is_shown) if shown is None else shown
+                also = tuple((o.t0, o.t1) for o in shown if o.id != it.id and _repeats(it, o))
                 out.append((it, score, also))
             else:
                 out.append((it, score, ()))

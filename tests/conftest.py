@@ -33,6 +33,16 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
+def run_threads(threads, errors: list, timeout: float = 60.0) -> None:
+    """Start the threads, wait for them all, and fail if one hangs or recorded an error."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+
 def normalise(text: str) -> str:
     return re.sub(r"[^a-z0-9 ]+", "", re.sub(r"\s+", " ", text.lower())).strip()
 

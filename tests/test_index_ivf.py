@@ -18,6 +18,8 @@ from streaming.index import NPROBE, SegmentIndex, nlist_for
 from streaming.ivf_lists import list_ids
 from streaming.records import MicroSegment
 
+from conftest import run_threads
+
 DIM = 384
 
 
@@ -287,12 +289,7 @@ def test_concurrent_add_search_switch_and_retention(monkeypatch) -> None:
 
     threads = [threading.Thread(target=writer), threading.Thread(target=janitor)]
     threads += [threading.Thread(target=reader, args=(n,)) for n in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
+    run_threads(threads, errors)
     assert index.wait(30)
     assert index.kind.startswith("IVF") and counts["while_ivf"] > 0 and counts["removed"] > 0
     held = index.segments()

@@ -15,6 +15,8 @@ from streaming.index import SegmentIndex
 from streaming.records import MicroSegment, Word
 from streaming.segmenter import MicroSegmenter
 
+from conftest import run_threads
+
 
 def words_from(spec: list[tuple[str, float, float]]) -> list[Word]:
     return [Word(" " + text, start, end) for text, start, end in spec]
@@ -378,12 +380,7 @@ def test_concurrent_searches_while_adding() -> None:
 
     threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
     threads.append(threading.Thread(target=writer))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
+    run_threads(threads, errors)
     assert len(index) == total
     assert min(searches) >= 20
     assert sum(partial) >= 10, "the readers never raced the writer"
