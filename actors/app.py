@@ -11,24 +11,27 @@ import base64
 import binascii
 import functools
 import io
+import json
 import logging
 import threading
-from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from ray import serve
 
 from streaming.answer import extractive_answer, merge_evidence
-from streaming.intent import parse_question
 from streaming.settings import Settings
 from streaming.sources import SourceError, open_container, parse_source
 
+from .answerer import Answerer
 from .directory import StreamDirectory, wait_ref
+from .openai_compat import ChatRequest, ChunkWriter, completion
+from .query import Ask, QueryEngine, UnknownStreams
 from .runtime import configure_logging, prepare_environment
 
 log = logging.getLogger("manta.app")
@@ -75,6 +78,12 @@ class QueryRequest(BaseModel):
     modality: Literal["any", "said", "shown", "seen"] | None = Field(
         None, description="said (speech), shown (on-screen text, subtitles), seen (picture); "
                           "None guesses from the question")
+    wall_start: float | None = Field(None, ge=0, description="epoch seconds: ingested at or after")
+    wall_end: float | None = Field(None, ge=0, description="epoch seconds: ingested at or before")
+    retrieval: Literal["manta", "baseline"] = Field(
+        "manta", description="baseline: fixed 30 s chunks, one level, dense top-k (for comparison)")
+    generate: bool = Field(True, description="false: answer with the best quote, no answer model")
+    stream: bool = Field(False, description="true: Server-Sent Events (evidence, token…, done)")
 
     @field_validator("question")
     @classmethod
@@ -87,7 +96,17 @@ class QueryRequest(BaseModel):
     def _span(self):
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ValueError("end must not be before start")
+        if self.wall_start is not None and self.wall_end is not None and self.wall_end < self.wall_start:
+            raise ValueError("wall_end must not be before wall_start")
         return self
+
+    def ask(self) -> Ask:
+        return Ask(self.question, self.streams, self.start, self.end, self.wall_start, self.wall_end,
+                   self.k, self.modality, self.retrieval, self.generate)
+
+
+def sse(event: str, data) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
 # Helpers sit above the deployment: Serve ships the class by value and resolves names there.
@@ -118,7 +137,7 @@ def _probe_file(spec, settings: Settings) -> None:
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
 @serve.ingress(api)
 class MantaApi:
-    def __init__(self, settings: dict[str, Any] | None = None, restore: bool = True):
+    def __init__(self, settings: dict[str, Any] | None = None, restore: bool = True, answerer=None):
         prepare_environment(local=False)
         configure_logging()
         from manta_models.embed import TextEmbedder
@@ -138,6 +157,10 @@ class MantaApi:
         self._question_vector = functools.lru_cache(maxsize=1024)(self._embed)
         self._vision = None
         self._vision_lock = threading.Lock()
+        self.engine = QueryEngine(self.settings, self.streams, self._embed_async, answerer)
+
+    async def _embed_async(self, text: str):
+        return await run_in_threadpool(self._question_vector, text)
 
     def _embed(self, question: str):
         vector = self.embedder.encode([question])[0]
@@ -192,42 +215,76 @@ class MantaApi:
         return await handle.stop.remote()
 
     @api.post("/v1/query")
-    async def query(self, req: QueryRequest) -> dict:
-        known = await self.streams.ids()
-        wanted = req.streams if req.streams else known
-        missing = [s for s in wanted if s not in known]
-        if missing:
-            raise HTTPException(404, detail=f"unknown stream(s): {', '.join(missing)}")
+    async def query(self, req: QueryRequest):
+        """Answer a question from every (or the given) stream: a sentence from the answer model
+        grounded in the chosen evidence, its citations, the evidence, and per-stage timings. With
+        ``stream: true`` the same arrives as Server-Sent Events: ``evidence`` first, ``token``
+        events while the model writes, then ``done`` with the whole answer."""
+        if req.level != "micro":
+            return await self._level_query(req)
+        ask = req.ask()
+        if not req.stream:
+            try:
+                return await self.engine.answer(ask)
+            except UnknownStreams as exc:
+                raise HTTPException(404, detail=exc.args[0]) from None
+        events = self.engine.run(ask)
+        try:  # the first event comes after the streams answered: unknown ones are a 404 still
+            first = await events.__anext__()
+        except UnknownStreams as exc:
+            raise HTTPException(404, detail=exc.args[0]) from None
+
+        async def body():
+            yield sse(*first)
+            async for kind, payload in events:
+                yield sse(kind, {"text": payload} if kind == "token" else payload)
+        return StreamingResponse(body(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(self, req: ChatRequest):
+        """OpenAI-compatible: the last user message is the question; ``streams`` (extra field)
+        picks the streams. Citations and evidence come back under ``manta``."""
+        try:
+            ask = req.ask()
+        except ValueError as exc:
+            raise HTTPException(422, detail=str(exc)) from None
+        if not req.stream:
+            try:
+                return completion(await self.engine.answer(ask))
+            except UnknownStreams as exc:
+                raise HTTPException(404, detail=exc.args[0]) from None
+        events = self.engine.run(ask)
+        try:
+            await events.__anext__()  # the evidence: OpenAI chunks have no place for it until the end
+        except UnknownStreams as exc:
+            raise HTTPException(404, detail=exc.args[0]) from None
+        writer = ChunkWriter()
+
+        async def body():
+            yield writer.role()
+            sent = False
+            async for kind, payload in events:
+                if kind == "token":
+                    sent = True
+                    yield writer.text(payload)
+                elif kind == "done":
+                    yield writer.finish(payload, sent)
+        return StreamingResponse(body(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    async def _level_query(self, req: QueryRequest) -> dict:
+        """Summaries of longer spans: what a stretch of the stream was about."""
+        try:
+            wanted = await self.engine.targets(req.ask())
+        except UnknownStreams as exc:
+            raise HTTPException(404, detail=exc.args[0]) from None
         k = req.k or self.settings.max_evidence
-        intent = parse_question(req.question, req.modality)
-        vector = None
-        if not intent.listing:
-            # Speech questions embed whole (measured best); visual ones only their content words,
-            # so "when is an aircraft shown" matches the label "airliner", not the word "shown".
-            text = req.question if "said" in intent.modalities or not intent.content else intent.content
-            vector = await run_in_threadpool(self._question_vector, " ".join(text.split()))
-        kinds = intent.kinds
-        handles = [await self.streams.resolve(s) for s in wanted]
-        if req.level != "micro":  # summaries of longer spans: what a stretch of the stream was about
-            vector = vector if vector is not None else await run_in_threadpool(
-                self._question_vector, " ".join(req.question.split()))
-            calls = [h.search_level.remote(vector, k, req.level, req.start, req.end) for h in handles]
-            intent = replace(intent, listing=False)
-        else:
-            calls = [h.search.remote(vector, k, req.start, req.end, kinds, intent.content or req.question)
-                     for h in handles]
-        results = await asyncio.gather(
-            *(asyncio.wait_for(wait_ref(c), self.settings.query_timeout_s) for c in calls),
-            return_exceptions=True)
-        found, warnings = [], []
-        for stream_id, result in zip(wanted, results):
-            if isinstance(result, BaseException):
-                warnings.append(f"stream {stream_id} did not answer: {type(result).__name__}")
-            else:
-                found.append(result)
-        evidence = merge_evidence(found, k, by_time=intent.listing)
-        answer = extractive_answer(req.question, evidence, warnings, listing=intent.listing).to_dict()
-        return answer | {"modalities": list(intent.modalities)}
+        vector = await self._embed_async(" ".join(req.question.split()))
+        found, warnings = await self.engine.fan_out(
+            wanted, lambda h: h.search_level.remote(vector, k, req.level, req.start, req.end))
+        evidence = merge_evidence(found, k)
+        return extractive_answer(req.question, evidence, warnings).to_dict() | {"found": bool(evidence)}
 
     @api.get("/v1/streams/{stream_id}/levels/{level}")
     async def get_levels(self, stream_id: str, level: Literal["meso", "macro"],
@@ -313,6 +370,7 @@ def build_app(args: dict[str, Any] | None = None):
         raise ValueError(f"unknown app args: {sorted(args)}; put options under 'settings:'")
     if not isinstance(restore, bool):
         raise ValueError("app arg 'restore' must be true or false")
-    Settings.load(settings)  # fail at deploy time on a bad config, not in a replica
-    return MantaApi.bind(settings, restore)
+    loaded = Settings.load(settings)  # fail at deploy time on a bad config, not in a replica
+    answerer = Answerer.bind(settings) if loaded.answer_model != "off" else None
+    return MantaApi.bind(settings, restore, answerer)
 

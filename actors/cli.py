@@ -7,6 +7,7 @@ command is a plain HTTP client of a running service, so it needs no Ray connecti
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -84,16 +85,21 @@ class Client:
             raise CliError(f"Manta is not running at {self.base} (start it with: manta up)", 2) from None
         except httpx.TimeoutException:
             raise CliError(f"Manta at {self.base} did not answer in time", 2) from None
-        if r.status_code >= 400:
-            try:
-                detail = r.json().get("detail", r.text)
-            except ValueError:
-                detail = r.text
-            if isinstance(detail, list):  # FastAPI validation errors
-                detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}"
-                                   for d in detail)
-            raise CliError(f"{r.status_code}: {detail}")
+        self.raise_for(r)
         return r.json()
+
+    @staticmethod
+    def raise_for(r: httpx.Response) -> None:
+        if r.status_code < 400:
+            return
+        try:
+            detail = r.json().get("detail", r.text)
+        except ValueError:
+            detail = r.text
+        if isinstance(detail, list):  # FastAPI validation errors
+            detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}"
+                               for d in detail)
+        raise CliError(f"{r.status_code}: {detail}")
 
 
 # -- rendering -------------------------------------------------------------------------------------
@@ -111,20 +117,69 @@ def status_table(streams: list[dict]) -> Table:
     return table
 
 
-def print_answer(result: dict, base_url: str) -> None:
-    console.print(escape(result["answer"]), style="bold")
+def segment_link(base_url: str, c: dict) -> str:
+    return f"{base_url}/v1/streams/{c['stream']}/segments?start={c['start']:.2f}&end={c['end']:.2f}"
+
+
+def print_answer(result: dict, base_url: str, answered: bool = False) -> None:
+    """The answer (unless it was already streamed), its clickable citations, then the evidence."""
+    if not answered:
+        console.print(escape(result["answer"]), style="bold")
+    for c in result.get("citations", []):
+        console.print(f"  source: [link={segment_link(base_url, c)}]{escape(c['stream'])} "
+                      f"{clock(c['start'])}–{clock(c['end'])}[/link]")
     for w in result.get("warnings", []):
         err.print(f"[yellow]warning:[/yellow] {w}")
     if not result.get("evidence"):
         return
+    in_context = {(e["stream"], e["start"], e["end"], e["text"]) for e in result.get("context", [])}
     table = Table(show_header=True, header_style="dim")
-    for col in ("score", "stream", "span", "from", "text"):
+    for col in ("score", "stream", "span", "from", "ctx", "text"):
         table.add_column(col, overflow="fold")
     for e in result["evidence"]:
-        link = f"{base_url}/v1/streams/{e['stream']}/segments?start={e['start']:.2f}&end={e['end']:.2f}"
-        span = f"[link={link}]{clock(e['start'])}–{clock(e['end'])}[/link]"
-        table.add_row(f"{e['score']:.2f}", escape(e["stream"]), span, e.get("kind", "speech"), escape(e["text"]))
+        span = f"[link={segment_link(base_url, e)}]{clock(e['start'])}–{clock(e['end'])}[/link]"
+        used = "✓" if (e["stream"], e["start"], e["end"], e["text"]) in in_context else ""
+        table.add_row(f"{e['score']:.2f}", escape(e["stream"]), span, e.get("kind", "speech"), used,
+                      escape(e["text"]))
     console.print(table)
+    t = result.get("timings")
+    if t:
+        console.print(f"[dim]retrieval {t['retrieval_ms']:.0f} ms · rerank {t['rerank_ms']:.0f} ms · "
+                      f"selection {t['selection_ms']:.0f} ms · generation {t['generation_ms']:.0f} ms"
+                      f"{' · ' + result['model'] if result.get('model') else ''}[/dim]")
+
+
+def stream_answer(client: "Client", body: dict) -> dict:
+    """POST /v1/query with SSE: print the answer as the model writes it; returns the final answer."""
+    result: dict = {}
+    printed = False
+    try:
+        with client.http.stream("POST", "/v1/query", json=body | {"stream": True}) as r:
+            if r.status_code >= 400:
+                r.read()
+                client.raise_for(r)
+            event = None
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "token":
+                    console.print(escape(json.loads(line[6:])["text"]), end="", style="bold")
+                    printed = True
+                elif line.startswith("data: ") and event == "done":
+                    result = json.loads(line[6:])
+    except httpx.ConnectError:
+        raise CliError(f"Manta is not running at {client.base} (start it with: manta up)", 2) from None
+    except httpx.TimeoutException:
+        raise CliError(f"Manta at {client.base} did not answer in time", 2) from None
+    if printed:  # the tokens were the sentence; the quote it rests on came with the answer
+        console.print()
+        rest = result.get("answer", "").split("\n", 1)
+        if len(rest) == 2:
+            console.print(escape(rest[1]))
+    if not result:
+        raise CliError("the answer stream ended early")
+    print_answer(result, client.base, answered=printed)
+    return result
 
 
 def wait_for_stream(client: Client, stream_id: str, timeout: float) -> dict:
@@ -185,12 +240,13 @@ def cmd_ask(args) -> int:
     settings = make_settings(args)
     client = Client(settings.url)
     body = {"question": args.question, "streams": args.stream or None, "start": args.start,
-            "end": args.end, "k": args.k, "modality": args.modality}
-    result = client.call("POST", "/v1/query", json={k: v for k, v in body.items() if v is not None})
+            "end": args.end, "k": args.k, "modality": args.modality,
+            "generate": False if args.no_generate else None}
+    body = {k: v for k, v in body.items() if v is not None}
     if args.json:
-        console.print_json(data=result)
+        console.print_json(data=client.call("POST", "/v1/query", json=body))
     else:
-        print_answer(result, settings.url)
+        stream_answer(client, body)
     return 0
 
 
@@ -267,7 +323,7 @@ def cmd_demo(args) -> int:
             raise CliError(f"demo stream ended {final.get('state')}: {final.get('last_error')}")
         for question in args.question or DEMO_QUESTIONS:
             console.print(f"\n[dim]Q:[/dim] {question}")
-            print_answer(client.call("POST", "/v1/query", json={"question": question}), url)
+            stream_answer(client, {"question": question})
         if args.keep:
             console.print(f"\nStill serving on {url}; try: manta ask \"what is the weather tomorrow?\"  "
                           "(Ctrl+C to stop)")
@@ -278,6 +334,15 @@ def cmd_demo(args) -> int:
     finally:
         runtime.shutdown(settings)
     return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluation import run_cli
+
+    try:
+        return run_cli(args, console)
+    except CliError as exc:  # its messages quote spans like [t0, t1]: not rich markup
+        raise CliError(escape(str(exc)), exc.code) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, help="evidence items")
     sp.add_argument("--modality", choices=("any", "said", "shown", "seen"),
                     help="what was said, shown (on-screen text, subtitles) or seen; default: guessed")
+    sp.add_argument("--no-generate", action="store_true",
+                    help="answer with the best quote only (no answer model)")
     sp.add_argument("--json", action="store_true", help="print the raw JSON response")
     sp = common(sub.add_parser("status", help="progress per stream"))
     sp.add_argument("stream", nargs="?")
@@ -323,11 +390,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--question", action="append", help="ask this instead of the demo questions")
     sp.add_argument("--keep", action="store_true", help="keep serving after answering")
     sp.add_argument("--timeout", type=float, default=600.0)
+    sp = common(sub.add_parser("eval", help="ask a JSONL question set; score answers and cited times"),
+                server=True)
+    sp.add_argument("questions", help="question file, one JSON object a line (see eval/questions.jsonl)")
+    sp.add_argument("--media-dir", help="where its media files lie (default $MANTA_MEDIA_DIR or ../shared/media)")
+    sp.add_argument("--url", help="ask this running service (default: start an empty one in this process)")
+    sp.add_argument("--modes", default="manta,baseline", help="retrieval modes to compare, comma-separated")
+    sp.add_argument("--type", dest="types", action="append",
+                    help="only questions of this type (repeatable): said, shown, when, last_n, "
+                         "cross_stream, absent")
+    sp.add_argument("--json", help="write every result and the summary here")
+    sp.add_argument("--markdown", help="write the summary tables here")
+    sp.add_argument("--timeout", type=float, default=900.0,
+                    help="seconds to wait for ingest, and for each answer")
     return p
 
 
 COMMANDS = {"up": cmd_up, "ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
-            "stop": cmd_stop, "demo": cmd_demo, "replay": cmd_replay}
+            "stop": cmd_stop, "demo": cmd_demo, "replay": cmd_replay, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

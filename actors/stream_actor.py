@@ -17,9 +17,11 @@ from pathlib import Path
 
 import ray
 
+from streaming.baseline import FixedChunks
 from streaming.index import set_search_threads
 from streaming.pipeline import StreamPipeline
 from streaming.records import Evidence
+from streaming.retrieve import RetrievalPlan, Retrieved, retrieve
 from streaming.settings import Settings
 from streaming.sources import LIVE_SCHEMES, SourceError, SourceSpec, parse_source
 from streaming.store import StreamStore, remove_store
@@ -100,6 +102,7 @@ class StreamActor:
         self.pipeline: StreamPipeline | None = None
         self.id, self.name, self.source = stream_id, name, source
         self._error: str | None = None
+        self._chunks: FixedChunks | None = None  # the eval baseline's index, built on first use
         restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self._resumed = resume or restarted
         path = store_path(self.settings.data_dir, stream_id)
@@ -158,6 +161,23 @@ class StreamActor:
         if self.pipeline is None:
             return []
         return self.pipeline.evidence(query, k, start, end, kinds, text)
+
+    def retrieve(self, plan: RetrievalPlan) -> Retrieved:
+        """Coarse-to-fine candidates for one question (streaming.retrieve)."""
+        if self.pipeline is None or not self.pipeline.wait_ready(0):
+            return Retrieved((), plan.start, plan.end, 0.0)
+        return retrieve(self.pipeline, plan)
+
+    def baseline(self, query, k: int, start: float | None, end: float | None) -> list[Evidence]:
+        """The single-level baseline's top-``k`` 30 s chunks (streaming.baseline), for ``manta eval``."""
+        pipe = self.pipeline
+        if pipe is None or not pipe.wait_ready(0):
+            return []
+        if self._chunks is None:
+            self._chunks = FixedChunks(pipe.models.embedder.encode)
+        shown = pipe.visual.shown() if pipe.visual is not None else []
+        return self._chunks.search(query, k, pipe.segments(), shown, pipe.status.committed_seconds,
+                                   self.id, start, end)
 
     def parents(self, level: str, start: float | None, end: float | None, limit: int) -> list[dict]:
         """Meso or macro parents overlapping the span, the still-open one last."""

@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     max_evidence: int = Field(5, ge=1, le=100, description="evidence items per answer")
     query_timeout_s: float = Field(10.0, gt=0.0, description="a stream slower than this is skipped")
 
+    # Answer model (its API key, if any, comes only from MANTA_ANSWER_API_KEY, so it never shows in a dump)
+    answer_model: str = Field(
+        "smollm2", description="'smollm2' (bundled SmolLM2-135M-Instruct), 'off' (quotes only), a local "
+                               "transformers folder, or an OpenAI-compatible base URL (http://host:8000/v1)")
+    answer_model_name: str | None = Field(None, description="model name sent to an OpenAI-compatible URL")
+    answer_max_tokens: int = Field(80, ge=1, le=2048, description="longest generated answer (tokens)")
+    answer_context_tokens: int = Field(1024, ge=128,
+                                       description="token budget of the evidence given to the answer model")
+    answer_timeout_s: float = Field(60.0, gt=0.0, description="an answer model slower than this fails")
+
     @field_validator("cache_dir", "data_dir", mode="after")
     @classmethod
     def _expand(cls, v: Path) -> Path:

@@ -1,0 +1,240 @@
+"""One question, from request to grounded answer: plan → fan out to the streams → rerank → choose
+the context under the answer model's token budget → generate → cite.
+
+The steps run as one async generator of events (``evidence``, ``token``, ``done``) so that the
+JSON answer, the SSE stream of ``/v1/query`` and the OpenAI-compatible endpoint share one path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from streaming import grounding as g
+from streaming.answer import extractive_answer, quote
+from streaming.context import select_context
+from streaming.intent import parse_question
+from streaming.records import Evidence
+from streaming.rerank import Candidate, Ranked, rerank
+from streaming.retrieve import RetrievalPlan
+from streaming.settings import Settings
+from streaming.timewords import parse_time_words
+
+from .directory import StreamDirectory, wait_ref
+
+log = logging.getLogger("manta.query")
+
+BASELINE_K = 3  # chunks the baseline gives its answer model (30 s each: ~300 tokens)
+
+
+class UnknownStreams(KeyError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """A question as the engine takes it, from any endpoint."""
+
+    question: str
+    streams: list[str] | None = None
+    start: float | None = None
+    end: float | None = None
+    wall_start: float | None = None
+    wall_end: float | None = None
+    k: int | None = None
+    modality: str | None = None
+    retrieval: str = "manta"  # or "baseline": fixed 30 s chunks, one level, dense top-k
+    generate: bool = True
+
+
+def approx_tokens(text: str) -> int:
+    # Chosen before the model sees it; English runs ~4 characters a token for these tokenizers,
+    # and 3.5 keeps the estimate on the safe side of the budget.
+    return max(1, math.ceil(len(text) / 3.5))
+
+
+def _ms(t: float) -> float:
+    return round((time.perf_counter() - t) * 1000, 1)
+
+
+class QueryEngine:
+    def __init__(self, settings: Settings, streams: StreamDirectory,
+                 embed: Callable[[str], Awaitable[np.ndarray]], answerer=None):
+        self.settings = settings
+        self.streams = streams
+        self.embed = embed
+        self.answerer = answerer
+        self._model_info: dict | None = None
+
+    async def model_info(self) -> dict:
+        if self.answerer is None:
+            return {"name": None, "context_tokens": 0, "error": "answer_model is off"}
+        if self._model_info is None:
+            self._model_info = await self.answerer.info.remote()
+        return self._model_info
+
+    async def targets(self, ask: Ask) -> list[str]:
+        known = await self.streams.ids()
+        wanted = ask.streams if ask.streams else known
+        missing = [s for s in wanted if s not in known]
+        if missing:
+            raise UnknownStreams(f"unknown stream(s): {', '.join(missing)}")
+        return wanted
+
+    async def fan_out(self, wanted: list[str], call) -> tuple[list, list[str]]:
+        handles = [await self.streams.resolve(s) for s in wanted]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(wait_ref(call(h)), self.settings.query_timeout_s) for h in handles),
+            return_exceptions=True)
+        found, warnings = [], []
+        for stream_id, result in zip(wanted, results):
+            if isinstance(result, BaseException):
+                warnings.append(f"stream {stream_id} did not answer: {type(result).__name__}")
+            else:
+                found.append(result)
+        return found, warnings
+
+    async def run(self, ask: Ask) -> AsyncIterator[tuple[str, object]]:
+        """Events: ("evidence", dict) once, ("token", str) while generating, ("done", dict)."""
+        t_start = time.perf_counter()
+        wanted = await self.targets(ask)
+        k = ask.k or self.settings.max_evidence
+        timings = {"retrieval_ms": 0.0, "rerank_ms": 0.0, "selection_ms": 0.0, "generation_ms": 0.0}
+        t = time.perf_counter()
+        if ask.retrieval == "baseline":
+            ranked, warnings, notes, listing, when = await self._baseline(ask, wanted)
+            modalities = ("said", "shown")
+        else:
+            ranked, warnings, notes, listing, when, modalities, timings["rerank_ms"] = \
+                await self._manta(ask, wanted, k)
+        timings["retrieval_ms"] = _ms(t) - timings["rerank_ms"]
+        warnings += notes
+        t = time.perf_counter()
+        best = ranked[0] if ranked else None
+        if best is None:
+            found = False
+        elif ask.retrieval == "baseline":  # dense only: the weaker bar, and its model decides
+            found = best.dense >= g.WEAK_DENSE
+        else:
+            found = listing or g.retrieval_found(best.dense, best.lexical)
+        info = await self.model_info()
+        budget = self.settings.answer_context_tokens
+        if ask.retrieval == "baseline":
+            chosen = [r.candidate.evidence for r in ranked[:BASELINE_K]]
+            lines = [f"[{i}] {quote(e)}" for i, e in enumerate(chosen, 1)]
+        else:
+            context = select_context(ranked, budget, approx_tokens) if found and not listing else None
+            chosen = [it.ranked.candidate.evidence for it in context.items] if context else []
+            lines = context.prompt_lines() if context else []
+        timings["selection_ms"] = _ms(t)
+        main = best.candidate.evidence if best else None
+        span = self._main_span(best, ask.question, when and ask.retrieval != "baseline") if best else None
+        evidence = [r.candidate.evidence for r in ranked[:k]]
+        yield "evidence", {"evidence": [e.to_dict() for e in evidence],
+                           "context": [e.to_dict() for e in chosen],
+                           "citations": [span.to_dict()] if span and found else []}
+        generated = ""
+        t = time.perf_counter()
+        if not found:
+            answer = g.NOT_FOUND_ANSWER
+        elif listing:
+            answer = extractive_answer(ask.question, evidence, listing=True).answer
+        elif when:
+            answer = g.when_answer(main, span)
+        elif not ask.generate or self.answerer is None or info.get("error"):
+            if ask.generate and info.get("error"):
+                warnings.append(f"no answer model: {info['error']}")
+            answer = quote(main)
+        else:
+            messages = g.build_messages(ask.question, lines)
+            pieces, linker = [], g.StreamLinker(chosen)
+            try:
+                gen = self.answerer.options(stream=True).stream.remote(
+                    messages, self.settings.answer_max_tokens)
+                async for piece in gen:
+                    pieces.append(piece)
+                    shown = linker.push(piece)
+                    if shown:
+                        yield "token", shown
+            except Exception as exc:  # noqa: BLE001 - the evidence still answers without a sentence
+                warnings.append(f"answer model failed: {type(exc).__name__}: {exc}")
+            tail = linker.flush()
+            if tail:
+                yield "token", tail
+            generated = "".join(pieces).strip()
+            if generated and linker.declined:
+                if best.dense < g.STRONG_DENSE:
+                    found, answer, span = False, g.NOT_FOUND_ANSWER, None
+                else:  # the retrieval is sure: show the quote rather than nothing
+                    answer = quote(main)
+            else:
+                text, _ = g.link_citations(generated, chosen)
+                answer = g.compose(text, main, span)
+        timings["generation_ms"] = _ms(t)
+        timings["total_ms"] = _ms(t_start)
+        result = {"answer": answer, "found": found, "generated": generated,
+                  "citations": [span.to_dict()] if span and found else [],
+                  "evidence": [e.to_dict() for e in evidence], "context": [e.to_dict() for e in chosen],
+                  "warnings": warnings, "timings": timings, "model": info.get("name"),
+                  "retrieval": ask.retrieval, "modalities": list(modalities)}
+        log.info("answered", extra={"fields": {"event": "query", "found": found, "streams": len(wanted),
+                                               "retrieval": ask.retrieval, **timings}})
+        yield "done", result
+
+    async def answer(self, ask: Ask) -> dict:
+        result: dict = {}
+        async for kind, payload in self.run(ask):
+            if kind == "done":
+                result = payload
+        return result
+
+    # -- retrieval ---------------------------------------------------------------------------------
+    async def _manta(self, ask: Ask, wanted: list[str], k: int):
+        intent = parse_question(ask.question, ask.modality)
+        time_words = parse_time_words(ask.question)
+        when = g.is_when(ask.question)
+        content = time_words.content if time_words.content else ask.question
+        vector = anchor = None
+        if not intent.listing:
+            # Speech questions embed whole (measured best); visual ones only their content words,
+            # so "when is an aircraft shown" matches the label "airliner", not the word "shown".
+            text = content if "said" in intent.modalities or not intent.content else intent.content
+            vector = await self.embed(" ".join(text.split()))
+        if time_words.after or time_words.before:
+            anchor = await self.embed(time_words.after or time_words.before)
+        plan = RetrievalPlan(vector, k, frozenset(intent.kinds), ask.start, ask.end, ask.wall_start,
+                             ask.wall_end, time_words, anchor, intent.content or content)
+        found, warnings = await self.fan_out(wanted, lambda h: h.retrieve.remote(plan))
+        notes = [n for r in found for n in r.notes]
+        candidates = [c for r in found for c in r.candidates]
+        t = time.perf_counter()
+        if intent.listing:
+            ordered = sorted(candidates, key=lambda c: (c.evidence.start, c.evidence.stream))
+            ranked = [Ranked(c, c.evidence.score, c.evidence.score, 0.0) for c in ordered]
+        else:
+            ranked = rerank(intent.content or content, candidates, order=time_words.order)
+        return ranked, warnings, notes, intent.listing, when, intent.modalities, _ms(t)
+
+    async def _baseline(self, ask: Ask, wanted: list[str]):
+        vector = await self.embed(" ".join(ask.question.split()))
+        found, warnings = await self.fan_out(
+            wanted, lambda h: h.baseline.remote(vector, BASELINE_K, ask.start, ask.end))
+        evidence = sorted((e for r in found for e in r), key=lambda e: (-e.score, e.stream, e.start))
+        # One level, dense only: its relevance is the cosine, and no word is matched lexically.
+        ranked = [Ranked(Candidate(e, level="chunk"), e.score, e.score, 0.0) for e in evidence]
+        return ranked, warnings, [], False, g.is_when(ask.question)
+
+    @staticmethod
+    def _main_span(best: Ranked, question: str, refine: bool) -> g.Citation:
+        e: Evidence = best.candidate.evidence
+        if refine and best.candidate.words:
+            span = g.refine_span(best.candidate.words, question)
+            if span is not None:
+                return g.Citation(e.stream, *span)
+        return g.Citation(e.stream, e.start, e.end)

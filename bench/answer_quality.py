@@ -1,0 +1,75 @@
+"""Answer quality: Manta's hierarchical retrieval vs the single-level baseline, same run, same models.
+
+Runs ``manta eval`` (actors.evaluation) on eval/questions.jsonl against a private, empty Manta in
+this process, asking every question in both retrieval modes: "manta" (the hierarchy) and
+"baseline" (fixed 30 s chunks, one level, dense top-k: what most video-RAG systems do). Both modes
+share the ingest, the models and the answer generator, so the difference is the retrieval alone.
+Gold answers and spans come only from ../shared/media/README.md (each question's ``note`` says
+which fact). A time is right only when the cited span lies inside the gold span ± its tolerance.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+
+from actors.evaluation import (default_media_dir, embedded_service, evaluate, load_questions,
+                               media_paths, minilm_similarity, write_outputs)
+from streaming.evaluate import MODES, SIMILAR
+from streaming.settings import Settings
+
+from .common import REPO, emit, free_port, parse_args, section
+
+KEY = "answer_quality"
+TITLE = "Answer quality: Manta vs the single-level baseline"
+QUESTIONS = REPO / "eval" / "questions.jsonl"
+
+
+def main() -> None:
+    args = parse_args(__doc__, [
+        ("--questions", dict(default=str(QUESTIONS), help="question file (JSONL)")),
+        ("--url", dict(help="use this running service instead of starting an empty one")),
+        ("--timeout", dict(type=float, default=1800.0, help="ingest wait and per-answer limit, s")),
+        ("--json", dict(help="also write every result here"))])
+    console = Console(stderr=True)  # stdout carries only the Markdown section
+    questions = load_questions(args.questions)
+    media = media_paths(questions, default_media_dir())
+    similarity = minilm_similarity(console)
+    modes = list(MODES)
+    if args.url:
+        url = args.url
+        report = evaluate(questions, media, url, modes, args.timeout, console, similarity)
+    else:
+        settings = Settings(port=free_port())
+        with embedded_service(settings, console) as url:
+            report = evaluate(questions, media, url, modes, args.timeout, console, similarity)
+    write_outputs(report, args.questions, args.json, None)
+    counts = Counter(q.type for q in questions)
+    models = sorted({r.model for r in report.results if r.model})
+    errors = [r for r in report.results if r.error]
+    try:
+        shown_path = Path(args.questions).resolve().relative_to(REPO)
+    except ValueError:
+        shown_path = Path(args.questions)
+    body = [f"{len(questions)} questions from `{shown_path}` "
+            f"({', '.join(f'{t} {n}' for t, n in counts.items())}) over {len(media)} files of "
+            "`../shared/media`, each asked once per mode on one service: "
+            + ("an empty private one, default settings" if not args.url else f"{url}") + ".",
+            f"Answer model: {', '.join(models) or 'none named by the service'}.", "",
+            "Answer: a gold string occurs in the normalised answer (\"match\"), or the MiniLM cosine "
+            f"between answer and gold is ≥ {SIMILAR:g} (\"similar\"); absent questions: right iff the "
+            "service says it did not find it. Time: `citations[0]` is in the right stream and lies inside "
+            "the gold span ± tolerance (\"contained\"); \"overlaps\" is the looser rate. cross_stream "
+            "answers also need `citations[0]` in the right stream. A question whose stream failed or whose "
+            "request failed counts as wrong. Latency is per question, measured by the service (client = "
+            "the HTTP round trip).", ""]
+    if errors:
+        body += [f"Errors ({len(errors)}): " + "; ".join(f"{r.id}/{r.mode}: {r.error}" for r in errors[:10]), ""]
+    body += report.to_markdown().splitlines()
+    emit(KEY, section(TITLE, body), args.write)
+
+
+if __name__ == "__main__":
+    main()

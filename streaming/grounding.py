@@ -1,0 +1,191 @@
+"""Grounded answers: the prompt an answer model sees, when to say "not found", "when" answers
+refined to word times, and the answer text with its citations.
+
+An answer model, above all a small one, will answer anything it is asked. So the decision that the
+stream does not hold the answer is made twice: by retrieval (nothing relevant enough came back, and
+then no model is called) and by the model (told to reply NOT FOUND when the evidence does not
+answer). "When" questions are answered from the evidence's own times, never from generated text:
+a number a model writes is a guess, a word timestamp is a measurement.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .answer import cite, clock, quote
+from .records import Evidence
+
+NOT_FOUND = "NOT FOUND"
+NOT_FOUND_ANSWER = "Not found in the stream: nothing ingested so far answers this question."
+# Retrieval-side bar for "found": a strong dense match, or a weaker one sharing a content word.
+STRONG_DENSE = 0.42
+WEAK_DENSE = 0.2
+
+SYSTEM_PROMPT = (
+    "You answer questions about video streams using only the numbered evidence. "
+    "Answer in one short sentence and cite the evidence number like [1]. "
+    f"If the evidence does not answer the question, reply exactly: {NOT_FOUND}")
+
+_WHEN = re.compile(r"^\s*(when|at what (time|point|moment)|what time|how long (ago|into))\b|"
+                   r"\b(what|which) (time|timestamp|moment|second|minute)\b", re.I)
+_QUOTED = re.compile(r"[\"“”'‘’]([^\"“”‘’]{3,})[\"“”'‘’]")
+_TOKEN = re.compile(r"[a-z0-9']+")
+_STOP = {"when", "what", "does", "did", "do", "is", "was", "the", "a", "an", "say", "says", "said",
+         "word", "words", "someone", "somebody", "he", "she", "they", "it", "narrator", "speaker",
+         "of", "to", "in", "on", "at", "time", "first", "last", "shown", "appear", "appears", "text",
+         "mention", "mentioned", "mentions", "shout", "shouts", "talk", "about", "there", "is"}
+
+
+def is_when(question: str) -> bool:
+    """Does the question ask for a time ("when did…", "at what point…")?"""
+    return bool(_WHEN.search(question))
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower().replace("’", "'"))
+
+
+def target_words(question: str) -> list[str]:
+    """What a "when" question wants timed: its quoted phrase, else its content words."""
+    quoted = _QUOTED.search(question)
+    if quoted:
+        return _tokens(quoted.group(1))
+    return [w for w in _tokens(question) if w not in _STOP]
+
+
+def refine_span(words, question: str) -> tuple[float, float] | None:
+    """The tightest run of ``words`` (records with text/start/end) holding the question's target
+    words: the longest in-order match of the target, then the shortest span. None when none match."""
+    target = target_words(question)
+    if not words or not target:
+        return None
+    toks = [(_tokens(w.text) or [""])[0] for w in words]
+    best = None  # (matched, -span, i, j)
+    for i, tok in enumerate(toks):
+        if tok not in target:
+            continue
+        # Follow the target in order from here, letting one unmatched word sit between matches
+        # (Whisper splits or drops a word now and then).
+        ti, matched, j, k = target.index(tok) + 1, 1, i, i + 1
+        while k < len(toks) and ti < len(target) and k - j <= 2:
+            if toks[k] == target[ti]:
+                matched, j, ti = matched + 1, k, ti + 1
+            k += 1
+        key = (matched, -(words[j].end - words[i].start), i, j)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    if best is None:
+        return None
+    _, _, i, j = best
+    return words[i].start, words[j].end
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    stream: str
+    start: float
+    end: float
+
+    def to_dict(self) -> dict:
+        return {"stream": self.stream, "start": round(self.start, 3), "end": round(self.end, 3)}
+
+    def __str__(self) -> str:
+        return f"[{self.stream} {clock(self.start)}–{clock(self.end)}]"
+
+
+def retrieval_found(best_dense: float, best_lexical: float) -> bool:
+    """Whether the best candidate is close enough to the question to be worth an answer."""
+    return best_dense >= STRONG_DENSE or (best_lexical > 0 and best_dense >= WEAK_DENSE)
+
+
+def build_messages(question: str, evidence_lines: list[str]) -> list[dict]:
+    """Chat messages for the answer model: the rules, the numbered evidence, the question."""
+    if not question.strip():
+        raise ValueError("question must not be empty")
+    body = "Evidence:\n" + "\n".join(evidence_lines) + f"\n\nQuestion: {question.strip()}"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": body}]
+
+
+def model_declined(text: str) -> bool:
+    return NOT_FOUND.lower() in text.lower()[:40] or not text.strip()
+
+
+_REF = re.compile(r"\[(\d{1,2})\]")
+
+
+def link_citations(text: str, numbered: list[Evidence]) -> tuple[str, list[int]]:
+    """Replace the model's [n] markers with real citations; returns the text and the numbers used
+    (only those that exist: a model may cite evidence it was not given)."""
+    used: list[int] = []
+
+    def sub(m: re.Match) -> str:
+        n = int(m.group(1))
+        if 1 <= n <= len(numbered):
+            used.append(n)
+            return cite(numbered[n - 1])
+        return ""
+    return re.sub(r"\s+", " ", _REF.sub(sub, text)).strip(), used
+
+
+def compose(generated: str, main: Evidence, main_span: Citation) -> str:
+    """The answer a user reads: the model's sentence, then the quote it rests on, cited."""
+    sentence = generated.strip()
+    grounding = quote(main)
+    if (main_span.start, main_span.end) != (main.start, main.end):
+        grounding += f", at {clock(main_span.start)}–{clock(main_span.end)}"
+    return f"{sentence}\n{grounding}" if sentence else grounding
+
+
+def when_answer(main: Evidence, span: Citation) -> str:
+    """A "when" answer: the measured time first, then the evidence it comes from."""
+    return f"At {clock(span.start)}–{clock(span.end)} in {span.stream}. {quote(main)}"
+
+
+class StreamLinker:
+    """``link_citations`` for text arriving in pieces: a marker split across pieces ("[", "1", "]")
+    is held back until it is whole, and a reply that opens with NOT FOUND is never shown."""
+
+    HOLD = len(NOT_FOUND) + 2
+
+    def __init__(self, numbered: list[Evidence]):
+        self.numbered = numbered
+        self.buf = ""
+        self.started = False  # past the first few characters, where NOT FOUND would be
+        self.declined = False
+
+    def push(self, piece: str) -> str:
+        self.buf += piece
+        if not self.started:
+            if len(self.buf.lstrip()) < self.HOLD:
+                return ""
+            self.started = True
+            self.declined = model_declined(self.buf)
+        if self.declined:
+            return ""
+        out = ""
+        while self.buf:
+            i = self.buf.find("[")
+            if i < 0:
+                out, self.buf = out + self.buf, ""
+                break
+            out, self.buf = out + self.buf[:i], self.buf[i:]
+            m = _REF.match(self.buf)
+            if m:
+                n = int(m.group(1))
+                out += cite(self.numbered[n - 1]) if 1 <= n <= len(self.numbered) else ""
+                self.buf = self.buf[m.end():]
+            elif re.fullmatch(r"\[\d{0,2}", self.buf):
+                break  # the rest of the marker is still to come
+            else:
+                out, self.buf = out + self.buf[0], self.buf[1:]
+        return out
+
+    def flush(self) -> str:
+        rest, self.buf = self.buf, ""
+        if not self.started:
+            self.started, self.declined = True, model_declined(rest)
+        if self.declined:
+            return ""
+        return _REF.sub(lambda m: cite(self.numbered[int(m.group(1)) - 1])
+                        if 1 <= int(m.group(1)) <= len(self.numbered) else "", rest)

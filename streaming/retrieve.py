@@ -1,0 +1,160 @@
+"""Retrieval inside one stream: coarse-to-fine over macro → meso → micro, plus direct micro search.
+
+Direct search finds segments whose own words match the question. Coarse-to-fine finds the parts of
+the stream that are about the question (a macro's and a meso's summaries match even when no single
+3 s segment does) and then the best segments inside them, so the reranker sees both. Visual items
+(on-screen text, subtitles, labels, frames) come from their own index, as before.
+
+A request's media span, its wall-clock span and the question's time words ("in the last 5
+minutes", "after the title card") all narrow the same [start, end] window, resolved per stream
+because each stream has its own newest time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .records import Evidence, MicroSegment
+from .rerank import Candidate
+from .timewords import TimeIntent
+
+MACROS = 3  # macro parents followed down per question
+MESOS = 4  # meso parents per macro
+PER_MESO = 3  # micro segments per meso
+ANCHOR_MIN_SCORE = 0.3  # an "after the title card" anchor weaker than this is not trusted
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalPlan:
+    """What one stream is asked; the API builds it once and sends it to every stream."""
+
+    query: np.ndarray | None  # the question's vector; None lists what was shown, in time order
+    k: int
+    kinds: frozenset[str]
+    start: float | None = None  # media seconds, from the request
+    end: float | None = None
+    wall_start: float | None = None  # epoch seconds: when the content was ingested
+    wall_end: float | None = None
+    time: TimeIntent = field(default_factory=TimeIntent)
+    anchor: np.ndarray | None = None  # vector of the time words' after/before anchor phrase
+    text: str = ""  # the question's content words, for a CLIP text tower
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError("k must be at least 1")
+        for a, b, what in ((self.start, self.end, "end"), (self.wall_start, self.wall_end, "wall_end")):
+            if a is not None and b is not None and b < a:
+                raise ValueError(f"{what} must not be before its start")
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieved:
+    """One stream's answer to a plan: the candidates and the window they were found in."""
+
+    candidates: tuple[Candidate, ...]
+    start: float | None
+    end: float | None
+    stream_end: float  # the stream's newest searchable media time
+    notes: tuple[str, ...] = ()
+
+
+def _narrow(a: float | None, b: float | None, lo: bool) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b) if lo else min(a, b)
+
+
+def wall_window(segments: list[MicroSegment], wall_start: float | None,
+                wall_end: float | None) -> tuple[float | None, float | None]:
+    """Media time of the content ingested within a wall-clock span (ingest time only grows)."""
+    if wall_start is None and wall_end is None:
+        return None, None
+    walls = [s.wall for s in segments]
+    start = end = None
+    if wall_start is not None:
+        i = bisect.bisect_left(walls, wall_start)
+        start = segments[i].t0 if i < len(segments) else float("inf")
+    if wall_end is not None:
+        i = bisect.bisect_right(walls, wall_end)
+        end = segments[i - 1].t1 if i > 0 else -1.0
+    return start, end
+
+
+def window(pipe, plan: RetrievalPlan) -> tuple[float | None, float | None, list[str]]:
+    """The media-time window a plan searches in this stream, and notes on how it was chosen."""
+    stream_end = pipe.status.committed_seconds
+    start, end = plan.start, plan.end
+    notes = []
+    if plan.wall_start is not None or plan.wall_end is not None:
+        ws, we = wall_window(pipe.segments(), plan.wall_start, plan.wall_end)
+        start, end = _narrow(start, ws, True), _narrow(end, we, False)
+    ts, te = plan.time.resolve(stream_end)
+    start, end = _narrow(start, ts, True), _narrow(end, te, False)
+    if plan.anchor is not None and (plan.time.after or plan.time.before):
+        hit = best_anchor(pipe, plan.anchor)
+        if hit is None:
+            notes.append(f"could not place “{plan.time.after or plan.time.before}” in stream {pipe.id}")
+        elif plan.time.after:
+            start = _narrow(start, hit.end, True)
+        else:
+            end = _narrow(end, hit.start, False)
+    return start, end, notes
+
+
+def best_anchor(pipe, vector: np.ndarray) -> Evidence | None:
+    """Where the thing a question times itself against ("the title card") happened."""
+    found = pipe.evidence(vector, 1, None, None, None, "")
+    return found[0] if found and found[0].score >= ANCHOR_MIN_SCORE else None
+
+
+def parent_summary(pipe, seg: MicroSegment) -> str:
+    """The summary of the meso the segment belongs to: context for an answer model."""
+    if pipe.levels is None:
+        return ""
+    for p in pipe.levels.parents("meso", seg.t0, seg.t1):
+        if seg.seq in p.children:
+            return p.summary
+    return ""
+
+
+def retrieve(pipe, plan: RetrievalPlan) -> Retrieved:
+    """Candidates from one stream (a ``StreamPipeline``), unranked but deduplicated."""
+    stream_end = pipe.status.committed_seconds
+    start, end, notes = window(pipe, plan)
+    if start is not None and end is not None and end < start:
+        return Retrieved((), start, end, stream_end, tuple(notes))
+    kinds = set(plan.kinds)
+    if plan.query is None:
+        listed = pipe.evidence(None, plan.k, start, end, kinds)
+        return Retrieved(tuple(Candidate(e) for e in listed), start, end, stream_end, tuple(notes))
+    found: dict[int, tuple[MicroSegment, float, str]] = {}
+
+    def keep(seg: MicroSegment, score: float, level: str) -> None:
+        if seg.seq not in found or found[seg.seq][1] < score:
+            found[seg.seq] = (seg, score, level if seg.seq not in found else found[seg.seq][2])
+
+    if "speech" in kinds and pipe.index is not None:
+        for seg, score in pipe.search(plan.query, plan.k, start, end):
+            keep(seg, score, "direct")
+        if pipe.levels is not None:
+            for macro, _ in pipe.levels.search(plan.query, MACROS, "macro", start, end):
+                lo, hi = _narrow(start, macro.t0, True), _narrow(end, macro.t1, False)
+                for meso, _ in pipe.levels.search(plan.query, MESOS, "meso", lo, hi):
+                    m_lo, m_hi = _narrow(lo, meso.t0, True), _narrow(hi, meso.t1, False)
+                    for seg, score in pipe.search(plan.query, PER_MESO, m_lo, m_hi):
+                        keep(seg, score, "meso")
+    out = []
+    for seg, score, level in found.values():
+        ev = Evidence(pipe.id, seg.t0, seg.t1, seg.text, score,
+                      also=tuple(pipe.levels.occurrences(seg.seq)) if pipe.levels is not None else ())
+        out.append(Candidate(ev, seg.density, level, parent_summary(pipe, seg), None, seg.words))
+    visual = kinds - {"speech"}
+    if visual:
+        out += [Candidate(e, None, "direct")
+                for e in pipe.evidence(plan.query, plan.k, start, end, visual, plan.text)]
+    return Retrieved(tuple(out), start, end, stream_end, tuple(notes))
