@@ -12,13 +12,13 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from streaming import grounding as g
 from streaming.answer import extractive_answer, quote
-from streaming.context import select_context
+from streaming.context import evidence_line, select_context
 from streaming.intent import parse_question
 from streaming.records import Evidence
 from streaming.rerank import Candidate, Ranked, rerank
@@ -31,6 +31,7 @@ from .directory import StreamDirectory, wait_ref
 log = logging.getLogger("manta.query")
 
 BASELINE_K = 3  # chunks the baseline gives its answer model (30 s each: ~300 tokens)
+CONTEXT_MIN_RELEVANCE = 0.7  # of the best: weaker evidence only distracts a small answer model
 
 
 class UnknownStreams(KeyError):
@@ -125,13 +126,20 @@ class QueryEngine:
             found = listing or g.retrieval_found(best.dense, best.lexical)
         info = await self.model_info()
         budget = self.settings.answer_context_tokens
+        background: list[str] = []
         if ask.retrieval == "baseline":
-            chosen = [r.candidate.evidence for r in ranked[:BASELINE_K]]
-            lines = [f"[{i}] {quote(e)}" for i, e in enumerate(chosen, 1)]
+            picked = ranked[:BASELINE_K]
+        elif found and not listing:
+            context = select_context(ranked, budget, approx_tokens,
+                                     min_relevance=CONTEXT_MIN_RELEVANCE * best.relevance)
+            # Best first in the prompt: a small model leans on what it reads first.
+            picked = sorted((it.ranked for it in context.items), key=lambda r: -r.relevance)
+            background = list(dict.fromkeys(it.ranked.candidate.parent for it in context.items
+                                            if it.parent_included and it.ranked.candidate.parent))
         else:
-            context = select_context(ranked, budget, approx_tokens) if found and not listing else None
-            chosen = [it.ranked.candidate.evidence for it in context.items] if context else []
-            lines = context.prompt_lines() if context else []
+            picked = []
+        chosen = [r.candidate.evidence for r in picked]
+        lines = [evidence_line(r, n) for n, r in enumerate(picked, 1)]
         timings["selection_ms"] = _ms(t)
         main = best.candidate.evidence if best else None
         span = self._main_span(best, ask.question, when and ask.retrieval != "baseline") if best else None
@@ -152,7 +160,7 @@ class QueryEngine:
                 warnings.append(f"no answer model: {info['error']}")
             answer = quote(main)
         else:
-            messages = g.build_messages(ask.question, lines)
+            messages = g.build_messages(ask.question, lines, background)
             pieces, linker = [], g.StreamLinker(chosen)
             try:
                 gen = self.answerer.options(stream=True).stream.remote(
@@ -175,6 +183,9 @@ class QueryEngine:
                     answer = quote(main)
             else:
                 text, _ = g.link_citations(generated, chosen)
+                used = g.answer_span(best.candidate.words, generated) if best.candidate.words else None
+                if used is not None:
+                    span = g.Citation(main.stream, *used)
                 answer = g.compose(text, main, span)
         timings["generation_ms"] = _ms(t)
         timings["total_ms"] = _ms(t_start)
@@ -196,30 +207,45 @@ class QueryEngine:
 
     # -- retrieval ---------------------------------------------------------------------------------
     async def _manta(self, ask: Ask, wanted: list[str], k: int):
-        intent = parse_question(ask.question, ask.modality)
         time_words = parse_time_words(ask.question)
+        content = time_words.content or ask.question
+        intent = parse_question(content, ask.modality)
+        # Nothing left to match ("what is said in the last 10 seconds?"): list the window.
+        listing = intent.listing or not intent.content
         when = g.is_when(ask.question)
-        content = time_words.content if time_words.content else ask.question
         vector = anchor = None
-        if not intent.listing:
+        if not listing:
             # Speech questions embed whole (measured best); visual ones only their content words,
             # so "when is an aircraft shown" matches the label "airliner", not the word "shown".
-            text = content if "said" in intent.modalities or not intent.content else intent.content
+            text = content if "said" in intent.modalities else intent.content
             vector = await self.embed(" ".join(text.split()))
         if time_words.after or time_words.before:
             anchor = await self.embed(time_words.after or time_words.before)
         plan = RetrievalPlan(vector, k, frozenset(intent.kinds), ask.start, ask.end, ask.wall_start,
                              ask.wall_end, time_words, anchor, intent.content or content)
-        found, warnings = await self.fan_out(wanted, lambda h: h.retrieve.remote(plan))
-        notes = [n for r in found for n in r.notes]
-        candidates = [c for r in found for c in r.candidates]
+        retrieved, warnings = await self.fan_out(wanted, lambda h: h.retrieve.remote(plan))
         t = time.perf_counter()
-        if intent.listing:
-            ordered = sorted(candidates, key=lambda c: (c.evidence.start, c.evidence.stream))
-            ranked = [Ranked(c, c.evidence.score, c.evidence.score, 0.0) for c in ordered]
-        else:
-            ranked = rerank(intent.content or content, candidates, order=time_words.order)
-        return ranked, warnings, notes, intent.listing, when, intent.modalities, _ms(t)
+        ranked = [] if listing else rerank(intent.content or content,
+                                           [c for r in retrieved for c in r.candidates],
+                                           order=time_words.order)
+        rerank_ms = _ms(t)
+        if not listing and intent.modalities == ("shown",) and not self._found(ranked):
+            # "What book title is written on the screen?": such words describe the text, they are
+            # not in it. What was shown in the window answers better than "not found". (Searching
+            # speech first was tried: on the eval set it answered two shown questions with speech.)
+            listing, plan = True, replace(plan, query=None)
+            retrieved, more = await self.fan_out(wanted, lambda h: h.retrieve.remote(plan))
+            warnings += more
+        notes = [n for r in retrieved for n in r.notes]
+        if listing:
+            ordered = sorted((c for r in retrieved for c in r.candidates),
+                             key=lambda c: (c.evidence.start, c.evidence.stream))
+            ranked = [Ranked(c, c.evidence.score, c.evidence.score, 0.0) for c in ordered][:k]
+        return ranked, warnings, notes, listing, when, intent.modalities, rerank_ms
+
+    @staticmethod
+    def _found(ranked: list[Ranked]) -> bool:
+        return bool(ranked) and g.retrieval_found(ranked[0].dense, ranked[0].lexical)
 
     async def _baseline(self, ask: Ask, wanted: list[str]):
         vector = await self.embed(" ".join(ask.question.split()))
@@ -227,7 +253,7 @@ class QueryEngine:
             wanted, lambda h: h.baseline.remote(vector, BASELINE_K, ask.start, ask.end))
         evidence = sorted((e for r in found for e in r), key=lambda e: (-e.score, e.stream, e.start))
         # One level, dense only: its relevance is the cosine, and no word is matched lexically.
-        ranked = [Ranked(Candidate(e, level="chunk"), e.score, e.score, 0.0) for e in evidence]
+        ranked = [Ranked(Candidate(e, level="direct"), e.score, e.score, 0.0) for e in evidence]
         return ranked, warnings, [], False, g.is_when(ask.question)
 
     @staticmethod

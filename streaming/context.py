@@ -47,13 +47,13 @@ class Context:
         """Numbered evidence lines; a parent summary indented under the first of its segments."""
         lines = []
         for n, item in enumerate(self.items, 1):
-            lines.append(_line(item.ranked, n))
+            lines.append(evidence_line(item.ranked, n))
             if item.parent_included:
                 lines.append(_parent_line(item.ranked))
         return lines
 
 
-def _line(r: Ranked, n: int) -> str:
+def evidence_line(r: Ranked, n: int) -> str:
     e = r.candidate.evidence
     name = SOURCE_NAMES.get(e.kind) or _MORE_NAMES.get(e.kind, e.kind)
     text = f"[{n}] ({e.stream} {clock(e.start)}–{clock(e.end)}) {name}: “{' '.join(e.text.split())}”"
@@ -109,7 +109,7 @@ def select_context(ranked: Sequence[Ranked], budget_tokens: int, count_tokens: C
 
     pool = [r for r in ranked if r.relevance >= min_relevance]
     # Costs with the widest number a line can get; the exact prompt is checked at the end.
-    line_cost = [count(_line(r, max_items)) for r in pool]
+    line_cost = [count(evidence_line(r, max_items)) for r in pool]
     parent_cost = [count(_parent_line(r)) if r.candidate.parent.strip() else 0 for r in pool]
     chosen: list[tuple[int, bool]] = []  # (pool index, pays for its parent), in the order picked
     paid: set[tuple[str, str]] = set()  # (stream, parent summary) already in the context
@@ -171,6 +171,6 @@ def _assemble(pool: list[Ranked], chosen: list[tuple[int, bool]], budget: int,
         key = (r.candidate.evidence.stream, r.candidate.parent)
         with_parent = key in paid
         paid.discard(key)
-        tokens = count(_line(r, n)) + (count(_parent_line(r)) if with_parent else 0)
+        tokens = count(evidence_line(r, n)) + (count(_parent_line(r)) if with_parent else 0)
         items.append(ContextItem(r, tokens, with_parent))
     return Context(tuple(items), sum(i.tokens for i in items), budget, given - len(items))

@@ -13,6 +13,7 @@ raw cosine (``dense``) and the lexical term stay beside it for the same purpose.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -128,7 +129,24 @@ def lexical_scores(query: str, texts: Sequence[str]) -> np.ndarray | None:
     if best <= 0:
         return np.zeros(len(docs))
     coverage = np.array([len(set(q) & set(d)) / len(q) for d in docs])
-    return np.clip(scores / best, 0.0, 1.0) * coverage
+    words = np.clip(scores / best, 0.0, 1.0) * coverage
+    pairs = _bigrams(query)
+    if not pairs:
+        return words
+    # Word pairs, stopwords kept: a question quoting "I'm Sinbad the sailor" should prefer the
+    # cue that says exactly that over "Sinbad the sailor!" with the same content words.
+    phrase = np.array([len(pairs & _bigrams(t)) / len(pairs) for t in texts])
+    if phrase.max(initial=0.0) <= 0:  # no text shares a pair: the words alone decide
+        return words
+    return (1 - PHRASE_SHARE) * words + PHRASE_SHARE * phrase / phrase.max()
+
+
+PHRASE_SHARE = 0.3
+
+
+def _bigrams(text: str) -> set[tuple[str, str]]:
+    w = re.findall(r"[a-z0-9']+", text.lower().replace("’", "'"))
+    return set(zip(w, w[1:]))
 
 
 def _dedupe(candidates: Sequence[Candidate], semantic: list[float]) -> list[int]:

@@ -112,6 +112,28 @@ def best_anchor(pipe, vector: np.ndarray) -> Evidence | None:
     return found[0] if found and found[0].score >= ANCHOR_MIN_SCORE else None
 
 
+SENTENCE_END = (".", "?", "!", "…", "\"", "”")
+CONTINUES_WITHIN_S = 1.0  # a next segment starting later than this is a new thought
+
+
+def sentence_words(pipe, seg: MicroSegment) -> tuple:
+    """The segment's words, plus the next segment's up to the end of the sentence when the segment
+    stops mid-sentence: "…to be published in the English," is no answer to "in which languages?"."""
+    words = seg.words
+    if not words or words[-1].text.strip().endswith(SENTENCE_END):
+        return words
+    following = [s for s in pipe.segments(seg.t1, seg.t1 + CONTINUES_WITHIN_S)
+                 if s.seq == seg.seq + 1 and s.words]
+    if not following:
+        return words
+    more = []
+    for w in following[0].words:
+        more.append(w)
+        if w.text.strip().endswith(SENTENCE_END):
+            break
+    return words + tuple(more)
+
+
 def parent_summary(pipe, seg: MicroSegment) -> str:
     """The summary of the meso the segment belongs to: context for an answer model."""
     if pipe.levels is None:
@@ -122,6 +144,19 @@ def parent_summary(pipe, seg: MicroSegment) -> str:
     return ""
 
 
+def listing(pipe, k: int, start: float | None, end: float | None, kinds: set[str]) -> list[Evidence]:
+    """What a question that names no content gets ("what is said in the last 10 seconds?", "what
+    text appears?"): what was said and shown in the window, in time order; with more than ``k``,
+    the latest ``k`` when the window is open-ended at the start ("the last 5 minutes" of a long
+    window wants its end), else the first."""
+    out = list(pipe.evidence(None, 10_000, start, end, kinds)) if kinds - {"speech"} else []
+    if "speech" in kinds:
+        out += [Evidence(pipe.id, s.t0, s.t1, s.text, 1.0)
+                for s in pipe.segments(start, end) if s.words]  # repeats too: all that was said
+    out.sort(key=lambda e: (e.start, e.end))
+    return out[-k:] if start is not None and end is None else out[:k]
+
+
 def retrieve(pipe, plan: RetrievalPlan) -> Retrieved:
     """Candidates from one stream (a ``StreamPipeline``), unranked but deduplicated."""
     stream_end = pipe.status.committed_seconds
@@ -130,8 +165,8 @@ def retrieve(pipe, plan: RetrievalPlan) -> Retrieved:
         return Retrieved((), start, end, stream_end, tuple(notes))
     kinds = set(plan.kinds)
     if plan.query is None:
-        listed = pipe.evidence(None, plan.k, start, end, kinds)
-        return Retrieved(tuple(Candidate(e) for e in listed), start, end, stream_end, tuple(notes))
+        return Retrieved(tuple(Candidate(e) for e in listing(pipe, plan.k, start, end, kinds)),
+                         start, end, stream_end, tuple(notes))
     found: dict[int, tuple[MicroSegment, float, str]] = {}
 
     def keep(seg: MicroSegment, score: float, level: str) -> None:
@@ -150,9 +185,10 @@ def retrieve(pipe, plan: RetrievalPlan) -> Retrieved:
                         keep(seg, score, "meso")
     out = []
     for seg, score, level in found.values():
-        ev = Evidence(pipe.id, seg.t0, seg.t1, seg.text, score,
-                      also=tuple(pipe.levels.occurrences(seg.seq)) if pipe.levels is not None else ())
-        out.append(Candidate(ev, seg.density, level, parent_summary(pipe, seg), None, seg.words))
+        words = sentence_words(pipe, seg)
+        ev = Evidence(pipe.id, seg.t0, max(seg.t1, words[-1].end), "".join(w.text for w in words).strip(),
+                      score, also=tuple(pipe.levels.occurrences(seg.seq)) if pipe.levels is not None else ())
+        out.append(Candidate(ev, seg.density, level, parent_summary(pipe, seg), None, words))
     visual = kinds - {"speech"}
     if visual:
         out += [Candidate(e, None, "direct")

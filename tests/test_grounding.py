@@ -78,9 +78,11 @@ def test_stream_linker_joins_split_markers_and_hides_a_refusal():
 
 
 def test_prompt_holds_rules_evidence_and_question():
-    msgs = g.build_messages("What was installed?", ["[1] (s 0:00.0–0:03.0) Said: “x”"])
+    msgs = g.build_messages("What was installed?", ["[1] (s 0:00.0–0:03.0) Said: “x”"], ["a summary"])
     assert msgs[0]["role"] == "system" and g.NOT_FOUND in msgs[0]["content"]
-    assert msgs[1]["content"].endswith("Question: What was installed?") and "[1]" in msgs[1]["content"]
+    user = msgs[1]["content"]
+    assert user.endswith("According to the evidence, what was installed?")
+    assert user.index("a summary") < user.index("[1]") < user.index("According")
     with pytest.raises(ValueError):
         g.build_messages("  ", [])
 
@@ -127,3 +129,26 @@ def test_plan_rejects_bad_spans():
         RetrievalPlan(None, 5, frozenset(), start=10, end=5)
     with pytest.raises(ValueError):
         RetrievalPlan(None, 0, frozenset())
+
+
+SPECTRE = words((" preamble", 19.5, 20.2), (" A", 20.3, 20.4), (" specter", 20.4, 20.9), (" is", 20.9, 21.0),
+                (" haunting", 21.0, 21.5), (" Europe,", 21.5, 22.0), (" the", 22.1, 22.2),
+                (" specter", 22.2, 22.6), (" of", 22.6, 22.7), (" communism.", 22.7, 23.3),
+                (" All", 24.0, 24.2), (" the", 24.2, 24.3), (" powers", 24.3, 24.6), (" of", 24.6, 24.7),
+                (" old", 24.7, 24.9), (" Europe", 24.9, 25.3))
+
+
+def test_answer_span_is_where_the_answer_words_are_dense():
+    span = g.answer_span(SPECTRE, "The specter of communism is haunting Europe.")
+    assert span == (20.4, 23.3)  # not "old Europe" two seconds later, not "preamble"
+    assert g.answer_span(SPECTRE, "It is about taxes.") is None  # nothing the evidence says
+    assert g.answer_span(SPECTRE, "Europe.") is None  # one shared word locates nothing
+
+
+def test_phrase_in_the_question_prefers_the_text_that_says_it_verbatim():
+    from streaming.rerank import Candidate, rerank
+
+    a = Candidate(Evidence("p", 13.0, 16.4, "I'm Sinbad the sailor So hearty and hale", 0.55, "shown", "subtitle"))
+    b = Candidate(Evidence("p", 57.7, 60.0, "Sinbad t the sailor!", 0.58, "shown", "subtitle"))
+    ranked = rerank("When does the sailor sing I'm Sinbad the sailor?", [b, a])
+    assert ranked[0].candidate is a
