@@ -166,10 +166,16 @@ class QueryEngine:
                 gen = self.answerer.options(stream=True).stream.remote(
                     messages, self.settings.answer_max_tokens)
                 async for piece in gen:
+                    cut = g.first_sentence_end("".join(pieces) + piece)
+                    if cut is not None:  # one sentence was asked for: stop paying for more
+                        piece = piece[:max(0, cut - len("".join(pieces)))]
                     pieces.append(piece)
                     shown = linker.push(piece)
                     if shown:
                         yield "token", shown
+                    if cut is not None:
+                        gen.cancel()
+                        break
             except Exception as exc:  # noqa: BLE001 - the evidence still answers without a sentence
                 warnings.append(f"answer model failed: {type(exc).__name__}: {exc}")
             tail = linker.flush()

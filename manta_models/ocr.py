@@ -10,6 +10,7 @@ changed (streaming.screen_text decides which).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,16 @@ from .packaged import ModelError
 from .vision import check_frames
 
 log = logging.getLogger("manta.ocr")
+
+
+# The recogniser drops a small separator ("&", "/", a thin space) now and then and runs two words
+# together: "Karl MarxFriedrich Engels". Split only long runs where both halves are real words in
+# title case, so "YouTube" or "McDonald" stay as they are.
+_JOINED = re.compile(r"\b([A-Z][a-z]{3,})([A-Z][a-z]{3,})\b")
+
+
+def split_joined(text: str) -> str:
+    return _JOINED.sub(r"\1 \2", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,7 @@ class TextReader:
         log.info("loaded RapidOCR (detector side %d px, %d thread(s))", side, threads)
 
     def read(self, frame: np.ndarray) -> list[OcrLine]:
+        """Lines of text with their boxes (fractions of the frame) and confidence."""
         check_frames([frame])
         h, w = frame.shape[:2]
         result = self._engine(frame)
@@ -65,7 +77,7 @@ class TextReader:
             return []
         lines = []
         for quad, text, score in zip(result.boxes, result.txts, result.scores):
-            text = " ".join(str(text).split())
+            text = split_joined(" ".join(str(text).split()))
             if not text or score < self.min_confidence:
                 continue
             quad = np.asarray(quad, dtype=np.float32)

@@ -24,8 +24,16 @@ WEAK_DENSE = 0.2
 
 # Worded for the smallest model: SmolLM2-135M answers the question best when it comes right
 # after the evidence as "According to the evidence, …", and the best evidence comes first.
-SYSTEM_PROMPT = ("Answer only from the numbered evidence. Reply in one sentence. "
+SYSTEM_PROMPT = ("Answer only from the numbered evidence, using its own words. Reply in one sentence. "
                  f"If the evidence does not say, reply: {NOT_FOUND}")
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+
+
+def first_sentence_end(text: str) -> int | None:
+    """Where the first sentence of generated text ends (small models ramble past "one sentence");
+    None while it has not ended. A period inside a number or "www.x.org" is not an end."""
+    m = _SENTENCE_END.search(text)
+    return m.end() if m else None
 
 _WHEN = re.compile(r"^\s*(when|at what (time|point|moment)|what time|how long (ago|into))\b|"
                    r"\b(what|which) (time|timestamp|moment|second|minute)\b", re.I)
@@ -34,7 +42,8 @@ _TOKEN = re.compile(r"[a-z0-9']+")
 _STOP = {"when", "what", "does", "did", "do", "is", "was", "the", "a", "an", "say", "says", "said",
          "word", "words", "someone", "somebody", "he", "she", "they", "it", "narrator", "speaker",
          "of", "to", "in", "on", "at", "time", "first", "last", "shown", "appear", "appears", "text",
-         "mention", "mentioned", "mentions", "shout", "shouts", "talk", "about", "there", "is"}
+         "mention", "mentioned", "mentions", "shout", "shouts", "talk", "about", "there", "is",
+         "evidence", "states", "suggests", "that", "this", "and", "by", "be", "being", "are"}
 
 
 def is_when(question: str) -> bool:
@@ -104,7 +113,13 @@ def answer_span(words, generated: str) -> tuple[float, float] | None:
     if best_ij is None or best < 2 * (1 - MATCH_COST):  # one shared word locates nothing
         return None
     i, j = best_ij
+    inside = {(_tokens(w.text) or [""])[0] for w in words[i:j + 1]}
+    if len(used & inside) < ANSWER_COVERED * len(used):
+        return None  # the sentence says things the span does not: it is no guide to where
     return words[i].start, words[j].end
+
+
+ANSWER_COVERED = 0.75
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,23 +114,29 @@ def best_anchor(pipe, vector: np.ndarray) -> Evidence | None:
 
 SENTENCE_END = (".", "?", "!", "…", "\"", "”")
 CONTINUES_WITHIN_S = 1.0  # a next segment starting later than this is a new thought
+SENTENCE_MAX_S = 10.0  # a quote grows at most this far past its segment to finish the sentence
 
 
 def sentence_words(pipe, seg: MicroSegment) -> tuple:
-    """The segment's words, plus the next segment's up to the end of the sentence when the segment
-    stops mid-sentence: "…to be published in the English," is no answer to "in which languages?"."""
+    """The segment's words, plus the following segments' up to the end of the sentence when the
+    segment stops mid-sentence: "…to be published in the English," is no answer to "in which
+    languages?", and "And so my fellow Americans" is no answer to what he asks of them."""
     words = seg.words
     if not words or words[-1].text.strip().endswith(SENTENCE_END):
         return words
-    following = [s for s in pipe.segments(seg.t1, seg.t1 + CONTINUES_WITHIN_S)
-                 if s.seq == seg.seq + 1 and s.words]
-    if not following:
-        return words
-    more = []
-    for w in following[0].words:
-        more.append(w)
-        if w.text.strip().endswith(SENTENCE_END):
+    more, last = [], seg
+    for nxt in pipe.segments(seg.t1, seg.t1 + SENTENCE_MAX_S):
+        if nxt.seq <= last.seq:
+            continue
+        if nxt.seq != last.seq + 1 or nxt.t0 - last.t1 > CONTINUES_WITHIN_S or not nxt.words:
             break
+        for w in nxt.words:
+            if w.end > seg.t1 + SENTENCE_MAX_S:
+                return words + tuple(more)
+            more.append(w)
+            if w.text.strip().endswith(SENTENCE_END):
+                return words + tuple(more)
+        last = nxt
     return words + tuple(more)
 
 

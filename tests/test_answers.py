@@ -39,18 +39,21 @@ def within(c: dict, t0: float, t1: float) -> bool:
 
 
 def test_said_question_gets_a_generated_sentence_with_its_citation(service, streams):
-    r = service.ask("What does the speaker ask Americans to do?", streams=["qa-jfk"])
+    r = service.ask("What was installed?", streams=["qa-congrats"])
     assert r["found"] is True
     assert r["model"] and "smollm2" in r["model"].lower()
-    assert r["generated"], "the answer model wrote nothing"
-    assert "country" in normalise(r["generated"]), r["generated"]
-    (c,) = r["citations"]
-    assert c["stream"] == "qa-jfk" and within(c, 0, 11.1)
-    # The sentence comes with the quote it rests on, cited.
-    assert "ask not what your country can do for you" in normalise(r["answer"])
+    assert "asterisk" in normalise(r["generated"]), r["generated"]
+    assert r["generated"].count(". ") == 0, "one sentence was asked for"
     assert r["context"], "no evidence was given to the answer model"
     assert set(r["timings"]) >= {"retrieval_ms", "rerank_ms", "selection_ms", "generation_ms", "total_ms"}
     assert r["timings"]["generation_ms"] > 0
+    r = service.ask("What does the speaker ask Americans to do?", streams=["qa-jfk"])
+    (c,) = r["citations"]
+    assert c["stream"] == "qa-jfk" and within(c, 0, 11.1)
+    # Whatever SmolLM2 makes of it, the sentence comes with the quote it rests on, cited, and the
+    # quote runs to the end of the sentence though Whisper split it over three segments.
+    assert "ask what you can do for your country" in normalise(r["answer"])
+    assert "[qa-jfk 0:" in r["answer"]
 
 
 def test_shown_question_cites_the_on_screen_text(service, streams):

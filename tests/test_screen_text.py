@@ -197,3 +197,10 @@ def test_a_title_shown_again_and_again_is_one_answer_with_all_its_times():
     said = quote(Evidence("news", item.t0, item.t1, item.text, score, "shown", "subtitle", also=also))
     others = ", ".join(clock(t0) for t0, _ in titles if t0 != item.t0)
     assert said.startswith("Subtitle: “BREAKING NEWS") and said.endswith(f", again at {others}"), said
+
+
+def test_words_the_recogniser_ran_together_are_split_but_brand_names_are_not():
+    from manta_models.ocr import split_joined
+
+    assert split_joined("Karl MarxFriedrich Engels") == "Karl Marx Friedrich Engels"
+    assert split_joined("YouTube McDonald iPhone THE PEACH") == "YouTube McDonald iPhone THE PEACH"
