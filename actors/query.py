@@ -143,7 +143,9 @@ class QueryEngine:
         timings["selection_ms"] = _ms(t)
         main = best.candidate.evidence if best else None
         span = self._main_span(best, ask.question, when and ask.retrieval != "baseline") if best else None
-        evidence = [r.candidate.evidence for r in ranked[:k]]
+        # Best first by the reranked relevance, and shown with it: a list sorted by one number and
+        # labelled with another would look wrong. (``dense`` stays what "found" is decided on.)
+        evidence = [replace(r.candidate.evidence, score=round(r.relevance, 4)) for r in ranked[:k]]
         yield "evidence", {"evidence": [e.to_dict() for e in evidence],
                            "context": [e.to_dict() for e in chosen],
                            "citations": [span.to_dict()] if span and found else []}

@@ -36,9 +36,12 @@ def test_ingest_ask_status_stop(service):
     r = manta("ask", "What does the speaker ask of his fellow Americans?", "--stream", "cli-jfk",
               "--port", port)
     assert r.returncode == 0, r.stderr
-    first_line = r.stdout.splitlines()[0]
-    assert "ask not what your country can do for you" in normalise(first_line)
-    assert "[cli-jfk 0:0" in first_line  # the citation: stream and time span
+    # The answer model's sentence streams first; the quote it rests on follows with its citation.
+    sentence, grounding = r.stdout.splitlines()[:2]
+    assert sentence.strip() and "Said:" not in sentence
+    assert "ask not what your country can do for you" in normalise(grounding)
+    assert "[cli-jfk 0:0" in grounding  # the citation: stream and time span
+    assert "source: cli-jfk 0:0" in r.stdout  # and again as a link to the segments
     r = manta("status", "--port", port)
     assert r.returncode == 0 and "cli-jfk" in r.stdout and "finished" in r.stdout
     r = manta("stop", "cli-jfk", "--port", port)
