@@ -157,7 +157,12 @@ class MantaApi:
         self._question_vector = functools.lru_cache(maxsize=1024)(self._embed)
         self._vision = None
         self._vision_lock = threading.Lock()
-        self.engine = QueryEngine(self.settings, self.streams, self._embed_async, answerer)
+        cross = None
+        if self.settings.rerank_model:
+            from manta_models.reranker import CrossEncoder
+
+            cross = CrossEncoder(self.settings.rerank_model, threads=self.settings.torch_threads)
+        self.engine = QueryEngine(self.settings, self.streams, self._embed_async, answerer, cross)
 
     async def _embed_async(self, text: str):
         return await run_in_threadpool(self._question_vector, text)
@@ -371,6 +376,10 @@ def build_app(args: dict[str, Any] | None = None):
     if not isinstance(restore, bool):
         raise ValueError("app arg 'restore' must be true or false")
     loaded = Settings.load(settings)  # fail at deploy time on a bad config, not in a replica
+    if loaded.rerank_model:
+        from manta_models.clip import check_model_dir
+
+        check_model_dir(loaded.rerank_model, "reranker")
     answerer = Answerer.bind(settings) if loaded.answer_model != "off" else None
     return MantaApi.bind(settings, restore, answerer)
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+from fastapi.concurrency import run_in_threadpool
 
 from streaming import grounding as g
 from streaming.answer import extractive_answer, quote
@@ -66,11 +67,12 @@ def _ms(t: float) -> float:
 
 class QueryEngine:
     def __init__(self, settings: Settings, streams: StreamDirectory,
-                 embed: Callable[[str], Awaitable[np.ndarray]], answerer=None):
+                 embed: Callable[[str], Awaitable[np.ndarray]], answerer=None, cross=None):
         self.settings = settings
         self.streams = streams
         self.embed = embed
         self.answerer = answerer
+        self.cross = cross  # manta_models.reranker.CrossEncoder when rerank_model is set
         self._model_info: dict | None = None
 
     async def model_info(self) -> dict:
@@ -233,9 +235,9 @@ class QueryEngine:
                              ask.wall_end, time_words, anchor, intent.content or content)
         retrieved, warnings = await self.fan_out(wanted, lambda h: h.retrieve.remote(plan))
         t = time.perf_counter()
-        ranked = [] if listing else rerank(intent.content or content,
-                                           [c for r in retrieved for c in r.candidates],
-                                           order=time_words.order)
+        ranked = [] if listing else await self._rerank(intent.content or content,
+                                                       [c for r in retrieved for c in r.candidates],
+                                                       time_words.order)
         rerank_ms = _ms(t)
         if not listing and intent.modalities == ("shown",) and not self._found(ranked):
             # "What book title is written on the screen?": such words describe the text, they are
@@ -250,6 +252,12 @@ class QueryEngine:
                              key=lambda c: (c.evidence.start, c.evidence.stream))
             ranked = [Ranked(c, c.evidence.score, c.evidence.score, 0.0) for c in ordered][:k]
         return ranked, warnings, notes, listing, when, intent.modalities, rerank_ms
+
+    async def _rerank(self, query: str, candidates: list[Candidate], order: str | None) -> list[Ranked]:
+        scores = None
+        if self.cross is not None and candidates:
+            scores = await run_in_threadpool(self.cross.score, query, [c.evidence.text for c in candidates])
+        return rerank(query, candidates, order=order, cross_scores=scores)
 
     @staticmethod
     def _found(ranked: list[Ranked]) -> bool:

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     query_timeout_s: float = Field(10.0, gt=0.0, description="a stream slower than this is skipped")
 
     # Answer model (its API key, if any, comes only from MANTA_ANSWER_API_KEY, so it never shows in a dump)
+    rerank_model: str | None = Field(
+        None, description="local cross-encoder folder (e.g. ms-marco-MiniLM-L-6-v2): replaces the cosine in reranking")
     answer_model: str = Field(
         "smollm2", description="'smollm2' (bundled SmolLM2-135M-Instruct), 'off' (quotes only), a local "
                                "transformers folder, or an OpenAI-compatible base URL (http://host:8000/v1)")
