@@ -46,9 +46,19 @@ _STOP = {"when", "what", "does", "did", "do", "is", "was", "the", "a", "an", "sa
          "evidence", "states", "suggests", "that", "this", "and", "by", "be", "being", "are"}
 
 
+# "When does he say X" asks for a moment of the stream; "when will the bridge close" asks about the
+# world, and its answer is whatever the stream said ("on Tuesday at nine"), not a timestamp.
+_MEDIA_EVENT = re.compile(
+    r"\b(say|says|said|saying|mention(s|ed)?|talk(s|ed)? about|speak(s)?|spoke|sing(s)?|sang|sung|"
+    r"shout(s|ed)?|scream(s|ed)?|ask(s|ed)?|read(s)?|heard|hear|appear(s|ed)?|shown|show(s|n)?|"
+    r"displayed|visible|seen|come(s)? (on|up)|cut(s)?|begin(s)?|began|start(s|ed)?|end(s|ed)?|"
+    r"in the (video|stream|clip|broadcast|recording|film|footage))\b", re.I)
+
+
 def is_when(question: str) -> bool:
-    """Does the question ask for a time ("when did…", "at what point…")?"""
-    return bool(_WHEN.search(question))
+    """Does the question ask for a moment of the stream ("when does he say…", "at what point is
+    the title shown")? A "when will it happen" about the world is answered like any question."""
+    return bool(_WHEN.search(question)) and bool(_MEDIA_EVENT.search(question))
 
 
 def _tokens(text: str) -> list[str]:
