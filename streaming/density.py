@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -34,10 +34,16 @@ class DensityWeights:
     redundancy: float = 1.0
 
     def __post_init__(self):
-        for name in ("novelty", "entropy", "coherence", "redundancy"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"density weight {name} must be a finite number >= 0, not {value}")
+        check_weights(self, "density")
+
+
+def check_weights(weights, what: str) -> None:
+    """Every field of a weights record is a finite number >= 0 (shared with rerank's weights)."""
+    for f in fields(weights):
+        value = getattr(weights, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < 0:
+            raise ValueError(f"{what} weight {f.name} must be a finite number >= 0, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ import bm25s
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 
+from .density import check_weights
 from .records import Evidence, Word
 
 LEVELS = ("micro", "meso", "macro", "direct")
@@ -66,10 +67,7 @@ class RerankWeights:
     time: float = 0.0
 
     def __post_init__(self):
-        for name in ("dense", "lexical", "density", "time"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"rerank weight {name} must be a finite number >= 0, not {value!r}")
+        check_weights(self, "rerank")
         if self.dense + self.lexical + self.density + self.time <= 0:
             raise ValueError("at least one rerank weight must be > 0")
 

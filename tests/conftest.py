@@ -71,6 +71,16 @@ class Api:
             assert time.monotonic() < deadline, f"stream {stream_id} stuck: {status}"
             time.sleep(0.3)
 
+    def ingest_all(self, clips: dict[str, str], timeout: float = 600.0) -> dict[str, str]:
+        """Add every clip (stream name -> file in ../shared/media) at once, wait until all have
+        finished, and return their ids by name."""
+        paths = {name: media(file) for name, file in clips.items()}
+        ids = {name: self.add(str(path), name=name) for name, path in paths.items()}
+        for sid in ids.values():
+            status = self.wait(sid, timeout=timeout)
+            assert status["state"] == "finished", status
+        return ids
+
     def ask(self, question: str, **kw) -> dict:
         r = self.http.post("/v1/query", json={"question": question, **kw})
         assert r.status_code == 200, r.text

@@ -10,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from conftest import media, normalise
+from conftest import normalise
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +25,7 @@ CLIPS = {
 
 @pytest.fixture(scope="module")
 def streams(service):
-    paths = {name: media(file) for name, file in CLIPS.items()}
-    for name, path in paths.items():
-        service.add(str(path), name=name)
-    for name in paths:
-        status = service.wait(name, timeout=600)
-        assert status["state"] == "finished", status
-    return list(paths)
+    return list(service.ingest_all(CLIPS))
 
 
 def within(c: dict, t0: float, t1: float) -> bool:

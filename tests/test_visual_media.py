@@ -23,12 +23,8 @@ CLIPS = {
 
 @pytest.fixture(scope="module")
 def streams(service):
-    paths = {name: media(file) for name, file in CLIPS.items()}
-    ids = {name: service.add(str(path), name=f"vis-{name}") for name, path in paths.items()}
-    for name, sid in ids.items():
-        status = service.wait(sid, timeout=600)
-        assert status["state"] == "finished", status
-    return ids
+    ids = service.ingest_all({f"vis-{name}": file for name, file in CLIPS.items()})
+    return {name: ids[f"vis-{name}"] for name in CLIPS}
 
 
 def overlaps(e: dict, t0: float, t1: float) -> bool:
