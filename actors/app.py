@@ -29,7 +29,7 @@ from streaming.settings import Settings
 from streaming.sources import SourceError, open_container, parse_source
 
 from .answerer import Answerer
-from .directory import StreamDirectory, wait_ref
+from .directory import StreamDirectory, totals, wait_ref
 from .openai_compat import ChatRequest, ChunkWriter, completion
 from .query import Ask, QueryEngine, UnknownStreams
 from .runtime import configure_logging, prepare_environment
@@ -198,7 +198,8 @@ class MantaApi:
 
     @api.get("/v1/streams")
     async def list_streams(self) -> dict:
-        return {"streams": await self.streams.statuses()}
+        statuses = await self.streams.statuses()
+        return {"streams": statuses, "total": totals(statuses)}
 
     @api.get("/v1/streams/{stream_id}")
     async def get_stream(self, stream_id: str) -> dict:

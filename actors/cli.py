@@ -128,19 +128,20 @@ def cmd_status(args) -> int:
     settings = make_settings(args)
     client = Client(settings.url)
 
-    def fetch() -> list[dict]:
+    def fetch():
         if args.stream:
-            return [client.call("GET", f"/v1/streams/{args.stream}")]
-        return client.call("GET", "/v1/streams")["streams"]
+            return status_table([client.call("GET", f"/v1/streams/{args.stream}")])
+        listed = client.call("GET", "/v1/streams")
+        return status_table(listed["streams"], listed.get("total"))
 
     if not args.watch:
-        console.print(status_table(fetch()))
+        console.print(fetch())
         return 0
-    with Live(status_table(fetch()), console=console, refresh_per_second=2) as live:
+    with Live(fetch(), console=console, refresh_per_second=2) as live:
         try:
             while True:
                 time.sleep(1.0)
-                live.update(status_table(fetch()))
+                live.update(fetch())
         except KeyboardInterrupt:
             return 0
 

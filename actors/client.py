@@ -58,8 +58,13 @@ class Client:
 
 # -- rendering -------------------------------------------------------------------------------------
 
-def status_table(streams: list[dict]) -> Table:
-    table = Table(title="Manta streams", expand=False)
+def status_table(streams: list[dict], total: dict | None = None) -> Table:
+    """One row per stream; with ``total`` (from GET /v1/streams), a caption for the whole service."""
+    caption = None
+    if total:
+        caption = (f"{total['ingesting']} of {total['streams']} ingesting · total RTF {total['rtf']:.2f} "
+                   f"· worst lag {total['max_lag_s']:.1f} s · {total['failed']} failed")
+    table = Table(title="Manta streams", caption=caption, expand=False)
     for col in ("id", "state", "media", "searchable", "lag s", "RTF", "segments", "source / error"):
         table.add_column(col, overflow="fold")
     for s in streams:

@@ -40,6 +40,7 @@ class SavedStream:
     source: str
     state: str | None  # the state it was in when its checkpoint was last written
     path: Path
+    pace: str | None = None  # the stream's own pace, when it was given one
 
 
 def read_checkpoint_info(path: Path) -> dict | None:
@@ -81,8 +82,9 @@ def saved_streams(data_dir: Path) -> list[SavedStream]:
         if not isinstance(source, str) or not source:
             log.warning("not restoring stream %s: its checkpoint records no source", stream_id)
             continue
+        pace = info.get("pace") if info.get("pace") in ("fast", "realtime") else None
         found.append(SavedStream(stream_id, str(info.get("name") or stream_id), source,
-                                 info.get("state"), path))
+                                 info.get("state"), path, pace))
     return found
 
 
@@ -158,7 +160,8 @@ class StreamDirectory:
             if s.id in live:
                 continue
             try:
-                handle = self._spawn(s.id, s.name, s.source, settings, resume=True)
+                handle = self._spawn(s.id, s.name, s.source,
+                                     settings | ({"pace": s.pace} if s.pace else {}), resume=True)
             except ValueError:  # another replica restored it between our listing and now
                 continue
             except Exception:  # noqa: BLE001 - one bad stream must not keep the API from starting
@@ -187,6 +190,17 @@ class StreamDirectory:
     async def statuses(self) -> list[dict]:
         ids = await self.ids()
         return list(await asyncio.gather(*(self.status(s) for s in ids)))
+
+
+def totals(statuses: list[dict]) -> dict:
+    """The whole service at a glance: how many streams are ingesting, the processing seconds all
+    of them spend per media second together (above the CPUs you gave them, they fall behind), and
+    the worst lag."""
+    active = [s for s in statuses if s.get("state") in ("ingesting", "connecting", "reconnecting")]
+    return {"streams": len(statuses), "ingesting": len(active),
+            "rtf": round(sum(s.get("rtf") or 0.0 for s in active), 4),
+            "max_lag_s": round(max((s.get("lag_s") or 0.0 for s in active), default=0.0), 3),
+            "failed": sum(s.get("state") in ("failed", "lost") for s in statuses)}
 
 
 async def wait_ref(ref):

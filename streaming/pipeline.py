@@ -350,6 +350,7 @@ class StreamPipeline:
             next_seq=self.segmenter.next_seq, resume_t=last.t1, media_seconds=self.status.media_seconds,
             wall=self.clock(), model=model, tracker=trackers,
             info={"source": self.spec.display, "name": self.status.name, "state": self.status.state,
+                  "pace": self.settings.pace,  # a realtime-paced file resumes realtime-paced
                   **self.retention.info()})
 
     def _progress(self) -> None:

@@ -44,6 +44,7 @@ def test_ingest_ask_status_stop(service):
     assert "source: cli-jfk 0:0" in r.stdout  # and again as a link to the segments
     r = manta("status", "--port", port)
     assert r.returncode == 0 and "cli-jfk" in r.stdout and "finished" in r.stdout
+    assert "ingesting · total RTF" in r.stdout  # the whole service at a glance
     r = manta("stop", "cli-jfk", "--port", port)
     assert r.returncode == 0 and "stay searchable" in r.stdout
 

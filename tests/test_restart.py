@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -322,6 +323,9 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
 
     saved = read_checkpoint_info(data_dir / "streams" / "interrupted.sqlite")
     assert saved["state"] == "ingesting", "the stop came too late to test a resume"
+    assert saved["pace"] == "realtime"  # the stream's own pace is kept, not the service default
+    with sqlite3.connect(data_dir / "streams" / "interrupted.sqlite") as db:
+        (resume_t,) = db.execute("SELECT resume_t FROM checkpoint WHERE id = 0").fetchone()
     jfk_copy.unlink()
 
     second = MantaUp(data_dir, tmp_path, "second")
@@ -339,6 +343,12 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
         listed = _wait_states(api, ["jfk", "manifesto", "interrupted"], ("finished", "failed", "stopped"),
                               timeout=180)
         mark("interrupted finished")
+        # It resumed at real-time pace, as it was started: what came after the checkpoint became
+        # searchable over about its own length of wall time, not in the few seconds of a fast read.
+        resumed = [g for g in _segments(api, "interrupted") if g["start"] >= resume_t - 0.01]
+        media_span = resumed[-1]["end"] - resumed[0]["start"]
+        wall_span = resumed[-1]["ingested_wall"] - resumed[0]["ingested_wall"]
+        assert media_span > 30 and wall_span >= 0.6 * media_span, (resume_t, media_span, wall_span)
 
         # Finished streams come back searchable and do not ingest again: same answers, same segments.
         for sid in ("jfk", "manifesto"):
@@ -367,7 +377,9 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
         spoken = normalise(" ".join(s["text"] for s in after))
         whole = normalise(" ".join(s["text"] for s in segments["manifesto"]))
         assert spoken.count("haunting europe") == whole.count("haunting europe") == 1, spoken
-        assert whole.split()[-1] in spoken.split()[-3:], (whole[-80:], spoken[-80:])  # to the last word
+        # To the last word. It resumed real-time paced, so Whisper hears it in the live profile's
+        # shorter pieces and may add a few words after it (heard in the closing music).
+        assert whole.split()[-1] in spoken.split()[-8:], (whole[-80:], spoken[-80:])
 
         # One structured log line per restored stream.
         events = [json.loads(line) for line in second.session_logs().splitlines()

@@ -123,3 +123,13 @@ def test_inconsistent_asr_settings_fail_at_load():
     with pytest.raises(ValueError, match="asr_tail_hold_s"):
         Settings.load({"asr_live_max_buffer_s": 2.5})
     assert Settings.load({"asr_max_buffer_s": 10, "asr_min_piece_s": 5}).asr_min_piece_s == 5
+
+
+def test_totals_sum_what_is_ingesting_and_count_failures():
+    from actors.directory import totals
+
+    statuses = [{"state": "ingesting", "rtf": 0.25, "lag_s": 3.0}, {"state": "reconnecting", "rtf": 0.1, "lag_s": 9.5},
+                {"state": "finished", "rtf": 0.5, "lag_s": 0.0}, {"state": "failed", "rtf": 0.0},
+                {"state": "lost"}]
+    assert totals(statuses) == {"streams": 5, "ingesting": 2, "rtf": 0.35, "max_lag_s": 9.5, "failed": 2}
+    assert totals([]) == {"streams": 0, "ingesting": 0, "rtf": 0.0, "max_lag_s": 0.0, "failed": 0}
