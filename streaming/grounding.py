@@ -141,9 +141,6 @@ class Citation:
     def to_dict(self) -> dict:
         return {"stream": self.stream, "start": round(self.start, 3), "end": round(self.end, 3)}
 
-    def __str__(self) -> str:
-        return f"[{self.stream} {clock(self.start)}–{clock(self.end)}]"
-
 
 def retrieval_found(best_dense: float, best_lexical: float) -> bool:
     """Whether the best candidate is close enough to the question to be worth an answer."""
@@ -171,18 +168,17 @@ def model_declined(text: str) -> bool:
 _REF = re.compile(r"\[(\d{1,2})\]")
 
 
+def _marker(m: re.Match, numbered: list[Evidence]) -> str:
+    """A model's [n] as the real citation; "" for evidence it was not given."""
+    n = int(m.group(1))
+    return cite(numbered[n - 1]) if 1 <= n <= len(numbered) else ""
+
+
 def link_citations(text: str, numbered: list[Evidence]) -> tuple[str, list[int]]:
     """Replace the model's [n] markers with real citations; returns the text and the numbers used
     (only those that exist: a model may cite evidence it was not given)."""
-    used: list[int] = []
-
-    def sub(m: re.Match) -> str:
-        n = int(m.group(1))
-        if 1 <= n <= len(numbered):
-            used.append(n)
-            return cite(numbered[n - 1])
-        return ""
-    return re.sub(r"\s+", " ", _REF.sub(sub, text)).strip(), used
+    used = [n for n in map(int, _REF.findall(text)) if 1 <= n <= len(numbered)]
+    return re.sub(r"\s+", " ", _REF.sub(lambda m: _marker(m, numbered), text)).strip(), used
 
 
 def compose(generated: str, main: Evidence, main_span: Citation) -> str:
@@ -229,9 +225,7 @@ class StreamLinker:
             out, self.buf = out + self.buf[:i], self.buf[i:]
             m = _REF.match(self.buf)
             if m:
-                n = int(m.group(1))
-                out += cite(self.numbered[n - 1]) if 1 <= n <= len(self.numbered) else ""
-                self.buf = self.buf[m.end():]
+                out, self.buf = out + _marker(m, self.numbered), self.buf[m.end():]
             elif re.fullmatch(r"\[\d{0,2}", self.buf):
                 break  # the rest of the marker is still to come
             else:
@@ -244,5 +238,4 @@ class StreamLinker:
             self.started, self.declined = True, model_declined(rest)
         if self.declined:
             return ""
-        return _REF.sub(lambda m: cite(self.numbered[int(m.group(1)) - 1])
-                        if 1 <= int(m.group(1)) <= len(self.numbered) else "", rest)
+        return _REF.sub(lambda m: _marker(m, self.numbered), rest)
