@@ -328,6 +328,7 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
         (resume_t,) = db.execute("SELECT resume_t FROM checkpoint WHERE id = 0").fetchone()
     jfk_copy.unlink()
 
+    launched = time.time()  # the segments' ingested_wall is wall-clock time too
     second = MantaUp(data_dir, tmp_path, "second")
     try:
         second.wait_serving()
@@ -343,12 +344,14 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
         listed = _wait_states(api, ["jfk", "manifesto", "interrupted"], ("finished", "failed", "stopped"),
                               timeout=180)
         mark("interrupted finished")
-        # It resumed at real-time pace, as it was started: what came after the checkpoint became
-        # searchable over about its own length of wall time, not in the few seconds of a fast read.
+        # It resumed at real-time pace, as it was started: the rest of the file after the checkpoint
+        # cannot be searchable sooner than its own length after the restart (a fast read of these
+        # 70-odd seconds takes well under that). Measured from the launch, not from the first
+        # resumed segment: a slow first segment (models loading on busy cores) is caught up later.
         resumed = [g for g in _segments(api, "interrupted") if g["start"] >= resume_t - 0.01]
-        media_span = resumed[-1]["end"] - resumed[0]["start"]
-        wall_span = resumed[-1]["ingested_wall"] - resumed[0]["ingested_wall"]
-        assert media_span > 30 and wall_span >= 0.6 * media_span, (resume_t, media_span, wall_span)
+        media_span = resumed[-1]["end"] - resume_t
+        wall_span = resumed[-1]["ingested_wall"] - launched
+        assert media_span > 30 and wall_span >= media_span, (resume_t, media_span, wall_span)
 
         # Finished streams come back searchable and do not ingest again: same answers, same segments.
         for sid in ("jfk", "manifesto"):
