@@ -125,7 +125,7 @@ class StreamActor:
                                            ModelSet(self.settings).for_stream, store=StreamStore(path))
         if self._resumed and self.pipeline is not None:
             self._resume(restarted, unavailable)
-        self._metrics = MetricsExporter(stream_id, self._metrics_sample).start()
+        self._metrics = MetricsExporter(stream_id, self.status).start()
 
     def _resume(self, restarted: bool, unavailable: str | None) -> None:
         if restarted:
@@ -154,12 +154,6 @@ class StreamActor:
             # Models and the saved index are still loading: until then a search finds nothing, so
             # do not claim "finished" (a client waiting for it would ask too early).
             snap["state"] = "restoring"
-        return snap
-
-    def _metrics_sample(self) -> dict:
-        snap = self.status()
-        if self.pipeline is not None:
-            snap["decode_errors"] = self.pipeline.source.progress.decode_errors
         return snap
 
     def search(self, query, k: int, start: float | None, end: float | None,

@@ -152,7 +152,11 @@ class StreamPipeline(StreamQueries):
         if snap["state"] == "ingesting" and self.spec.live and not self.source.progress.connected:
             snap["state"] = "reconnecting"
             snap["last_error"] = self.source.progress.last_error
-        snap["reconnects"] = self.source.progress.reconnects
+        progress = self.source.progress
+        snap["reconnects"] = progress.reconnects
+        # Source faults survived, so a user can tell a clean feed from one that needed repair.
+        snap.update(decode_errors=progress.decode_errors, discontinuities=progress.discontinuities,
+                    timestamp_wraps=progress.timestamp_wraps, stalls=progress.stalls)
         if self.visual is not None:
             snap["visual"] = self.visual.counters.to_dict()
         return snap
