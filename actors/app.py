@@ -174,7 +174,10 @@ class MantaApi:
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
-        return {"ok": True, "streams": len(await self.streams.ids())}
+        from .metrics import metrics_url
+
+        return {"ok": True, "streams": len(await self.streams.ids()),
+                "metrics_url": await run_in_threadpool(metrics_url)}
 
     @api.post("/v1/streams", status_code=201)
     async def add_stream(self, req: StreamRequest) -> dict:

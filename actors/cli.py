@@ -170,6 +170,34 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_broadcast(args) -> int:
+    from streaming import broadcast
+
+    path = Path(args.file).expanduser()
+    if not path.is_file():
+        raise CliError(f"no such file: {path}")
+    if args.speed <= 0:
+        raise CliError("--speed must be positive")
+    serve = {"http-ts": broadcast.http_ts, "hls": broadcast.hls, "rtmp": broadcast.rtmp,
+             "rtsp": broadcast.rtsp, "srt": broadcast.srt}[args.protocol]
+    try:
+        b = serve(path, args.port, speed=args.speed)
+    except Exception as exc:  # noqa: BLE001 - a taken port, an unreadable file: one line
+        raise CliError(f"broadcast failed: {exc}") from None
+    console.print(f"serving {path.name} at {args.speed:g}× on 127.0.0.1 (Ctrl+C to stop); point Manta at it:\n"
+                  f"  manta ingest {b.url}")
+    try:
+        while (b.sender is None or b.sender.is_alive()) and not b.errors:
+            b.stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.close()
+    if b.errors:
+        raise CliError(f"broadcast failed: {b.errors[0]}")
+    return 0
+
+
 DEMO_QUESTIONS = ("When will the harbour bridge close for repairs?",
                   "Who won the regional rowing final?")
 
@@ -261,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("file")
     sp.add_argument("url", help="e.g. udp://127.0.0.1:5000 (start `manta ingest` on it first)")
     sp.add_argument("--speed", type=float, default=1.0, help="1.0 = real time")
+    sp = sub.add_parser("broadcast", help="serve a file as a live HTTP-TS, HLS, RTMP or RTSP broadcast on "
+                                          "127.0.0.1 (to try those protocols)")
+    sp.add_argument("file")
+    sp.add_argument("--protocol", choices=("http-ts", "hls", "rtmp", "rtsp", "srt"), default="hls")
+    sp.add_argument("--port", type=int, default=8554)
+    sp.add_argument("--speed", type=float, default=1.0, help="1.0 = real time")
     sp = common(sub.add_parser("demo", help="up + ingest a generated demo bulletin + ask"), server=True)
     sp.add_argument("--question", action="append", help="ask this instead of the demo questions")
     sp.add_argument("--keep", action="store_true", help="keep serving after answering")
@@ -282,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"up": cmd_up, "ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
-            "stop": cmd_stop, "demo": cmd_demo, "replay": cmd_replay, "eval": cmd_eval}
+            "stop": cmd_stop, "demo": cmd_demo, "replay": cmd_replay, "broadcast": cmd_broadcast, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

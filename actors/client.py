@@ -63,15 +63,19 @@ def status_table(streams: list[dict], total: dict | None = None) -> Table:
     caption = None
     if total:
         caption = (f"{total['ingesting']} of {total['streams']} ingesting · total RTF {total['rtf']:.2f} "
-                   f"· worst lag {total['max_lag_s']:.1f} s · {total['failed']} failed")
+                   f"· worst lag {total['max_lag_s']:.1f} s · {total.get('degraded', 0)} degraded "
+                   f"· {total['failed']} failed")
     table = Table(title="Manta streams", caption=caption, expand=False)
-    for col in ("id", "state", "media", "searchable", "lag s", "RTF", "segments", "source / error"):
+    for col in ("id", "state", "media", "searchable", "lag s", "RTF", "quality", "segments", "source / error"):
         table.add_column(col, overflow="fold")
     for s in streams:
         note = s.get("last_error") or s.get("source", "")
+        level = s.get("degraded") or 0
+        # A degraded stream says what it sheds, so a user knows why frames or OCR thinned out.
+        quality = "full" if not level else f"-{level}: {(s.get('degradation') or {}).get('reason', '')}"
         table.add_row(escape(s.get("id", "?")), s.get("state", "?"),
                       clock(s.get("media_seconds") or 0), clock(s.get("committed_seconds") or 0),
-                      f"{s.get('lag_s') or 0:.1f}", f"{s.get('rtf') or 0:.2f}",
+                      f"{s.get('lag_s') or 0:.1f}", f"{s.get('rtf') or 0:.2f}", escape(quality),
                       str(s.get("segments", 0)), escape(note or ""))
     return table
 

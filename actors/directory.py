@@ -200,7 +200,8 @@ def totals(statuses: list[dict]) -> dict:
     return {"streams": len(statuses), "ingesting": len(active),
             "rtf": round(sum(s.get("rtf") or 0.0 for s in active), 4),
             "max_lag_s": round(max((s.get("lag_s") or 0.0 for s in active), default=0.0), 3),
-            "failed": sum(s.get("state") in ("failed", "lost") for s in statuses)}
+            "failed": sum(s.get("state") in ("failed", "lost") for s in statuses),
+            "degraded": sum((s.get("degraded") or 0) > 0 for s in active)}
 
 
 async def wait_ref(ref):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import time
 
@@ -68,6 +69,20 @@ def prepare_environment(local: bool) -> None:
         os.environ.update(LOCAL_ENV)
 
 
+def check_port_free(port: int, setting: str) -> int:
+    """``port`` if nothing listens on 127.0.0.1:port. Ray would otherwise wait for its node to start
+    for a minute and fail without saying why."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the exporter's HTTP server does: a port left in TIME_WAIT by a previous run is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RuntimeError(f"{setting} {port} is not free on 127.0.0.1 ({exc.strerror}): choose another "
+                               f"(MANTA_{setting.upper()}) or leave it unset for a free one") from None
+    return port
+
+
 def start_ray(settings: Settings) -> None:
     """Join ``settings.ray_address`` or start a private local Ray instance."""
     local = not settings.ray_address
@@ -84,9 +99,16 @@ def start_ray(settings: Settings) -> None:
         ray_constants.ENABLE_RAY_CLUSTER = False
     started = time.monotonic()
     if local:
+        # Metrics need no dashboard: Ray's per-node agent serves them, bound to 127.0.0.1 here.
+        metrics = {} if settings.metrics_port is None else {
+            "_metrics_export_port": check_port_free(settings.metrics_port, "metrics_port")}
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", namespace=settings.namespace,
-                 num_cpus=os.cpu_count() or 1, log_to_driver=False, logging_level=logging.WARNING)
+                 num_cpus=os.cpu_count() or 1, log_to_driver=False, logging_level=logging.WARNING,
+                 **metrics)
     else:
+        if settings.metrics_port is not None:
+            log.warning("metrics_port applies to a local Ray only: the cluster's nodes export their "
+                        "metrics on the ports they were started with")
         ray.init(address=settings.ray_address, namespace=settings.namespace, log_to_driver=False,
                  logging_level=logging.WARNING)
     log.info("ray ready in %.1f s (%s)", time.monotonic() - started,

@@ -26,6 +26,7 @@ from streaming.settings import Settings
 from streaming.sources import LIVE_SCHEMES, SourceError, SourceSpec, parse_source
 from streaming.store import StreamStore, remove_store
 
+from .metrics import MetricsExporter
 from .runtime import configure_logging
 
 log = logging.getLogger("manta.stream_actor")
@@ -124,6 +125,7 @@ class StreamActor:
                                            ModelSet(self.settings).for_stream, store=StreamStore(path))
         if self._resumed and self.pipeline is not None:
             self._resume(restarted, unavailable)
+        self._metrics = MetricsExporter(stream_id, self.status).start()
 
     def _resume(self, restarted: bool, unavailable: str | None) -> None:
         if restarted:
@@ -253,3 +255,7 @@ class StreamActor:
             self.pipeline.stop()
             self.pipeline.join(timeout=10)
         return self.status()
+
+    def __ray_shutdown__(self) -> None:
+        # Only when the actor exits: a stopped stream stays searchable, so its metrics stay exported.
+        self._metrics.close()

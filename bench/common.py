@@ -151,7 +151,11 @@ def manta_server(**overrides) -> Iterator[tuple]:
     from actors import runtime
     from streaming.settings import Settings
 
-    settings = Settings(port=free_port(), **overrides)
+    import tempfile
+
+    # A private data directory: streams saved by an earlier run must not come back (names taken).
+    scratch = tempfile.TemporaryDirectory(prefix="manta-bench-")
+    settings = Settings(port=free_port(), **({"data_dir": scratch.name} | overrides))
     runtime.start_ray(settings)
     try:
         url = runtime.deploy(settings)
@@ -169,6 +173,7 @@ def manta_server(**overrides) -> Iterator[tuple]:
         yield settings, url
     finally:
         runtime.shutdown(settings)
+        scratch.cleanup()
 
 
 def wait_state(http, stream: str, states: tuple[str, ...], timeout: float) -> dict:

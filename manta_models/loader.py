@@ -29,6 +29,9 @@ class ModelSet:
 
         s = self.settings
         asr = WhisperASR.from_settings(s)
+        fallback = None
+        if s.asr_fallback_model:
+            fallback = WhisperASR.from_settings(s.model_copy(update={"asr_model": s.asr_fallback_model}))
         embedder = TextEmbedder(s.embed_model, threads=s.torch_threads)
         vision = None
         if s.visual_model != "off" and s.frame_fps > 0:
@@ -54,17 +57,17 @@ class ModelSet:
             from .stream_model import load_stream_model
 
             stream_model = load_stream_model(s.stream_model)
-        return asr, embedder, vision, reader, clip, captioner, stream_model
+        return asr, embedder, vision, reader, clip, captioner, stream_model, fallback
 
     def for_stream(self) -> Models:
         with self._lock:
             if self._shared is None:
                 self._shared = self._load()
-        asr, embedder, vision, reader, clip, captioner, stream_model = self._shared
+        asr, embedder, vision, reader, clip, captioner, stream_model, fallback = self._shared
         stepper = None
         if stream_model is not None:
             from .stream_model import StreamStepper
 
             stepper = StreamStepper(stream_model)
         return Models(asr=asr, embedder=embedder, vision=vision, ocr=reader, clip=clip, captioner=captioner,
-                      stepper=stepper)
+                      stepper=stepper, asr_fallback=fallback)

@@ -48,6 +48,7 @@ class Models:
     clip: Any = None  # manta_models.clip.ClipEncoder: frames searchable by text
     captioner: Any = None  # manta_models.captioner.Captioner
     stepper: Stepper | None = None  # the stream model, with this stream's state
+    asr_fallback: SpeechRecognizer | None = None  # smaller ASR for a stream that falls behind
 
 
 ModelLoader = Callable[[], Models]

@@ -18,9 +18,10 @@ from dataclasses import replace
 import numpy as np
 
 from .features import SignalWindow
+from .governor import Degradation, Governor, StreamClock, levels
 from .index import SegmentIndex
-from .records import (AudioChunk, Evidence, LabelSpan, MicroSegment, RetentionCut, StreamStatus, SubtitleCue,
-                      VideoFrame)
+from .queries import StreamQueries
+from .records import AudioChunk, MicroSegment, RetentionCut, StreamStatus, SubtitleCue, VideoFrame
 from .retention import Retention, RetentionPolicy
 from .scoring import SegmentScorer
 from .segmenter import MicroSegmenter
@@ -30,7 +31,7 @@ from .store import Checkpoint, StreamStore
 from .interfaces import Embedder, ModelLoader, Models
 from .levels import StreamLevels
 from .transcript import IncrementalTranscriber
-from .visual import KIND_MODALITY, VisualStage
+from .visual import VisualStage
 
 log = logging.getLogger("manta.pipeline")
 _END = object()
@@ -45,7 +46,7 @@ def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
                 check_every_s=settings.asr_check_every_s, one_window=True)
 
 
-class StreamPipeline:
+class StreamPipeline(StreamQueries):
     """``load_models`` runs on the worker thread, so a live source is connected (and its first
     packets queued) while models load, and a dead URL fails within its open timeout."""
 
@@ -85,6 +86,11 @@ class StreamPipeline:
         self._queue: queue.Queue = queue.Queue(maxsize=max(2, int(settings.queue_seconds / CHUNK_SECONDS)))
         self._threads: list[threading.Thread] = []
         self._busy = 0.0  # seconds spent recognising, embedding and indexing
+        self._taken_t = resume_t  # media time of the newest item the worker took off the queue
+        # Only a stream that must keep up with a clock degrades; a fast-read file just waits.
+        self.live_paced = spec.live or settings.pace == "realtime"
+        self.governor: Governor | None = None
+        self.stream_clock = StreamClock(clock) if self.live_paced else None
         if cp is not None:
             self.status.media_seconds = cp.media_seconds
             self.status.committed_seconds = resume_t
@@ -137,54 +143,20 @@ class StreamPipeline:
         """True once models are loaded and the index exists."""
         return self._ready.wait(timeout)
 
-    def search(self, query: np.ndarray, k: int, start: float | None = None,
-               end: float | None = None) -> list[tuple[MicroSegment, float]]:
-        if self.index is None:
-            return []
-        # Quiet segments and merged repeats sit in the index with a zero vector (they keep the
-        # timeline whole); quiet ones carry no text, a repeat answers through its representative.
-        return [(s, score) for s, score in self.index.search(query, k, start, end)
-                if s.words and s.merged_into is None]
-
-    def evidence(self, query: np.ndarray | None, k: int, start: float | None = None,
-                 end: float | None = None, kinds: set[str] | None = None,
-                 text: str = "") -> list[Evidence]:
-        """Best ``k`` items of the wanted kinds (speech, ocr, subtitle, label), best first; with no
-        query, what was shown in time order (a question that names no content)."""
-        kinds = set(KIND_MODALITY) if kinds is None else kinds
-        if query is None:
-            if self.visual is None:
-                return []
-            shown = [it for it in self.visual.shown(start, end) if it.kind in kinds]
-            return [self._item_evidence(it, it.confidence) for it in shown[:k]]
-        found = []
-        if "speech" in kinds:
-            found += [Evidence(self.id, seg.t0, seg.t1, seg.text, score,
-                               also=tuple(self.levels.occurrences(seg.seq)))
-                      for seg, score in self.search(query, k, start, end)]
-        if self.visual is not None and kinds - {"speech"}:
-            found += [self._item_evidence(it, score, also)
-                      for it, score, also in self.visual.search(query, k, start, end, kinds)]
-        if self.visual is not None and "frame" in kinds and text:
-            found += [Evidence(self.id, f.t, f.t + self.frame_step_s, f"frame at {f.t:.1f} s", score,
-                               "seen", "frame") for f, score in self.visual.search_frames_by_text(text, k, start, end)]
-        found.sort(key=lambda e: (-e.score, e.start))
-        return found[:k]
-
-    def _item_evidence(self, item, score: float, also: tuple = ()) -> Evidence:
-        kind = "label" if isinstance(item, LabelSpan) else item.kind
-        return Evidence(self.id, item.t0, item.t1, item.text, float(score), KIND_MODALITY[kind], kind,
-                        also=also)
-
-    def segments(self, start: float | None = None, end: float | None = None) -> list[MicroSegment]:
-        return self.index.segments(start, end) if self.index is not None else []
-
     def snapshot(self) -> dict:
+        if self.status.state == "ingesting":  # also while the worker is deep in one long call
+            st = self.status
+            st.backlog_s = self._backlog()
+            st.lag_s = max(st.lag_s, self._trailing(st.committed_seconds) or 0.0)
         snap = self.status.to_dict()
         if snap["state"] == "ingesting" and self.spec.live and not self.source.progress.connected:
             snap["state"] = "reconnecting"
             snap["last_error"] = self.source.progress.last_error
-        snap["reconnects"] = self.source.progress.reconnects
+        progress = self.source.progress
+        snap["reconnects"] = progress.reconnects
+        # Source faults survived, so a user can tell a clean feed from one that needed repair.
+        snap.update(decode_errors=progress.decode_errors, discontinuities=progress.discontinuities,
+                    timestamp_wraps=progress.timestamp_wraps, stalls=progress.stalls)
         if self.visual is not None:
             snap["visual"] = self.visual.counters.to_dict()
         return snap
@@ -197,6 +169,14 @@ class StreamPipeline:
                     self._set(state="ingesting")
                 self.status.media_seconds = max(self.status.media_seconds,
                                                 getattr(chunk, "t1", 0.0))
+                if self.stream_clock is not None:
+                    self.stream_clock.on_read(getattr(chunk, "t0", getattr(chunk, "t", 0.0)),
+                                              self.source.progress.reconnects)
+                if self.spec.live and isinstance(chunk, VideoFrame) and self._queue.full():
+                    # A live socket does not wait: blocking here would overrun its buffer and lose
+                    # audio at random. A sampled frame is the cheapest thing to go without.
+                    self.status.dropped_frames += 1
+                    continue
                 while not self._stop.is_set():
                     try:
                         self._queue.put(chunk, timeout=0.5)
@@ -223,11 +203,10 @@ class StreamPipeline:
 
     def _load(self) -> None:
         self.models = m = self._load_models()
-        live_paced = self.spec.live or self.settings.pace == "realtime"
         self.transcriber = IncrementalTranscriber(
             m.asr, min_silence_s=self.settings.asr_min_silence_s,
             tail_hold_s=self.settings.asr_tail_hold_s,
-            **transcriber_profile(self.settings, live_paced))
+            **transcriber_profile(self.settings, self.live_paced))
         self.index = SegmentIndex(m.embedder.dim)
         self.levels = StreamLevels(self.settings, m.embedder.dim)
         self.visual = VisualStage(m.embedder.encode, m.embedder.dim, vision=m.vision, reader=m.ocr,
@@ -253,6 +232,11 @@ class StreamPipeline:
             self.status.words = sum(len(s.words) for s in r.segments)
         if cp is not None:
             self.scorer.load(cp.model, cp.tracker)
+        s = self.settings
+        if self.live_paced and s.degrade:
+            ladder = levels(self.source.frame_fps, s.ocr_interval_s, m.asr_fallback is not None)
+            self.governor = Governor(ladder, high_s=s.degrade_backlog_s, hold_s=s.degrade_hold_s,
+                                     recover_s=s.degrade_recover_s)
         self._ready.set()
 
     def _work(self) -> None:
@@ -275,6 +259,7 @@ class StreamPipeline:
                     self._progress()
                     break
                 t = time.perf_counter()
+                self._taken_t = max(self._taken_t, getattr(item, "t1", getattr(item, "t", 0.0)))
                 if isinstance(item, AudioChunk):
                     self.window.add_audio(item)
                     words = self.transcriber.push(item)
@@ -289,6 +274,7 @@ class StreamPipeline:
                     self.visual.on_cue(item)
                 self._busy += time.perf_counter() - t
                 self._progress()
+                self._govern()
         except Exception as exc:  # noqa: BLE001 - a model crash must surface, not stop silently
             log.exception("worker of stream %s crashed", self.id)
             stage = "processing" if self._ready.is_set() else "loading models"
@@ -361,9 +347,45 @@ class StreamPipeline:
         committed = self.transcriber.committed_until if pending is None else min(
             pending, self.transcriber.committed_until)
         st.committed_seconds = max(st.committed_seconds, committed)
-        st.lag_s = max(0.0, st.media_seconds - st.committed_seconds)
+        st.lag_s = max(0.0, st.media_seconds - st.committed_seconds, self._trailing(st.committed_seconds) or 0.0)
+        st.backlog_s = self._backlog()
         st.rtf = self._busy / st.media_seconds if st.media_seconds > 0 else 0.0
         st.updated_wall = self.clock()
+
+    def _trailing(self, t: float) -> float | None:
+        if self.stream_clock is None or not self.source.progress.connected or \
+                self.status.state in ("finished", "stopped", "failed"):
+            return None
+        return self.stream_clock.trailing(t)
+
+    def _backlog(self) -> float:
+        if self.status.state in ("finished", "stopped", "failed"):
+            return 0.0
+        behind = self._trailing(self._taken_t)
+        return max(0.0, self.status.media_seconds - self._taken_t) if behind is None else behind
+
+    def _govern(self) -> None:
+        if self.governor is None:
+            return
+        change = self.governor.update(self.clock(), self.status.backlog_s)
+        if change is not None:
+            self._degrade(change)
+
+    def _degrade(self, d: Degradation) -> None:
+        """Apply a backpressure level: the source samples fewer frames, OCR reads less often, and at
+        the last level a smaller recogniser takes over (speech itself is never shed)."""
+        if d.frame_fps > 0:
+            self.source.frame_fps = d.frame_fps
+            self.frame_step_s = 1.0 / d.frame_fps
+            if self.visual is not None:
+                self.visual.frame_step_s = self.frame_step_s
+        if self.visual is not None:
+            self.visual.gate.min_interval_s = d.ocr_interval_s
+        m = self.models
+        self.transcriber.asr = m.asr_fallback if d.fallback_asr and m.asr_fallback is not None else m.asr
+        self.status.degraded = d.level
+        self.status.degradation = d.to_dict()
+        log.warning("stream %s: quality level %d (%s): %s", self.id, d.level, d.describe(), d.reason)
 
     def _set(self, **fields) -> None:
         for k, v in fields.items():

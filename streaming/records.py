@@ -214,6 +214,10 @@ class StreamStatus:
     committed_seconds: float = 0.0  # media time final and searchable
     lag_s: float = 0.0  # decoded but not yet searchable
     rtf: float = 0.0  # processing seconds per media second
+    backlog_s: float = 0.0  # decoded media waiting for the worker (bounded by queue_seconds)
+    degraded: int = 0  # backpressure level: 0 full quality (streaming.governor)
+    degradation: dict | None = None  # the current level's knobs and why it was chosen
+    dropped_frames: int = 0  # sampled frames a live stream shed because its queue was full
     segments: int = 0
     words: int = 0
     reconnects: int = 0

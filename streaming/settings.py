@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # Service
     host: str = Field("127.0.0.1", description="HTTP bind address of the Serve API")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve API")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Prometheus port of a local Ray's metrics (on 127.0.0.1); "
+                                          "None: a free port, shown by GET /healthz as metrics_url")
     ray_address: str | None = Field(None, description="join this Ray cluster; None starts a local one")
     namespace: str = Field("manta", description="Ray namespace of the stream actors")
     cache_dir: Path = Field(default_factory=_default_cache_dir,
@@ -102,6 +105,14 @@ class Settings(BaseSettings):
     pace: Literal["fast", "realtime"] = Field("fast", description="how recorded files are read")
     queue_seconds: float = Field(30.0, gt=0.0, description="decoded media buffered ahead of ASR")
 
+    # Backpressure (live and real-time-paced streams only: a fast-read file is never degraded)
+    degrade: bool = Field(True, description="shed frames, OCR, then ASR size when a stream falls behind")
+    degrade_backlog_s: float = Field(10.0, gt=0.0, description="backlog (media s queued) that sheds a level")
+    degrade_hold_s: float = Field(5.0, ge=0.0, description="how long the backlog must stay high per level")
+    degrade_recover_s: float = Field(30.0, ge=0.0, description="how long it must stay low to step back")
+    asr_fallback_model: str | None = Field(
+        None, description="smaller Whisper ('tiny.en', a folder) used at the last degradation level")
+
     # Queries
     max_evidence: int = Field(5, ge=1, le=100, description="evidence items per answer")
     query_timeout_s: float = Field(10.0, gt=0.0, description="a stream slower than this is skipped")
@@ -134,6 +145,8 @@ class Settings(BaseSettings):
             lo, mid, hi = (getattr(self, f"{level}_{k}_s") for k in ("min", "target", "max"))
             if not lo <= mid <= hi:
                 raise ValueError(f"need {level}_min_s <= {level}_target_s <= {level}_max_s")
+        if self.degrade and self.degrade_backlog_s >= self.queue_seconds:
+            raise ValueError("degrade_backlog_s must be below queue_seconds (the queue never holds more)")
         shortest = min(self.asr_max_buffer_s, self.asr_live_max_buffer_s)
         if self.asr_tail_hold_s >= shortest / 2:
             raise ValueError("asr_tail_hold_s must be less than half of the smaller ASR buffer")

@@ -18,11 +18,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import av
-import numpy as np
 
-from .records import SAMPLE_RATE, AudioChunk, Gap, MediaChunk, VideoFrame
+from .audio_chunks import AudioChunker
+from .records import Gap, MediaChunk, VideoFrame
 from .scenes import SceneDetector, thumbnail
 from .subtitles import SubtitleTrack, subtitle_streams
+from .timeline import MediaClock, SilenceWatch
 
 log = logging.getLogger("manta.sources")
 # PyAV's bridge from FFmpeg's log to Python logging takes a lock per message from every decoder
@@ -31,6 +32,10 @@ log = logging.getLogger("manta.sources")
 av.logging.set_level(None)
 
 LIVE_SCHEMES = ("udp", "rtp", "tcp", "http", "https", "rtmp", "rtmps", "rtsp", "rtsps", "srt")
+# At the live edge of an HLS playlist a read waits for the next segment, up to the target duration
+# (Apple recommends 6 s, some servers use 10) and half that again if it is late. A read timeout
+# shorter than that ends FFmpeg's HLS demuxer as if the playlist had finished.
+HLS_READ_TIMEOUT_S = 20.0
 RECORDED_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".wav", ".flac", ".mp3", ".ogg", ".m4a",
                      ".aac", ".opus")
 # ffmpeg will happily "decode" plain text as ANSI art (tty demuxer); that is never what a user meant.
@@ -38,9 +43,6 @@ NOT_MEDIA_FORMATS = {"tty", "ffmetadata", "srt", "webvtt", "ass", "subviewer", "
 
 CHUNK_SECONDS = 0.5
 MAX_FRAME_WIDTH = 640
-
-
-AUDIO_GAP_S = 0.25  # audio timestamps this far past the samples counted so far: a hole, not jitter
 
 
 class SourceError(ValueError):
@@ -106,10 +108,16 @@ def _open_options(spec: SourceSpec) -> dict[str, str]:
 
 def open_container(spec: SourceSpec, open_timeout: float, read_timeout: float):
     """Open with bounded waits; raise SourceError with a readable reason."""
+    if spec.uri.lower().split("?")[0].endswith(".m3u8"):
+        read_timeout = max(read_timeout, HLS_READ_TIMEOUT_S)
     try:
         container = av.open(spec.uri, options=_open_options(spec), timeout=(open_timeout, read_timeout))
     except av.error.ExitError:
         raise SourceError(f"nothing received from {spec.display} within {open_timeout:g} s") from None
+    except av.error.ProtocolNotFoundError:
+        # PyAV's wheels ship an FFmpeg without libsrt, for one: say so rather than "Protocol not found".
+        raise SourceError(f"cannot open {spec.display}: this FFmpeg build (PyAV {av.__version__}) has no "
+                          f"{spec.scheme}:// protocol") from None
     except av.error.FFmpegError as exc:
         raise SourceError(f"cannot open {spec.display}: {_reason(exc)}") from None
     except OSError as exc:
@@ -119,6 +127,10 @@ def open_container(spec: SourceSpec, open_timeout: float, read_timeout: float):
         container.close()
         raise SourceError(f"not a media file: {spec.display} (no audio or video stream found)")
     return container
+
+
+def _is_playlist(spec: SourceSpec) -> bool:
+    return spec.uri.lower().split("?")[0].endswith(".m3u8")
 
 
 def _reason(exc: Exception) -> str:
@@ -137,6 +149,9 @@ class SourceProgress:
     last_error: str | None = None
     has_audio: bool = False
     has_video: bool = False
+    discontinuities: int = 0  # timestamp jumps that media time was made to continue across
+    timestamp_wraps: int = 0  # MPEG-TS PTS wraps unwrapped (FFmpeg's demuxer only corrects the first)
+    stalls: int = 0  # silences shorter than the read timeout, recorded as gaps
 
 
 class MediaSource:
@@ -169,6 +184,10 @@ class MediaSource:
         self._offset = 0.0  # media time where the current session starts
         self._media_end = start_at  # latest media time emitted
         self._container = None
+        self._last_data_wall: float | None = None  # when the current connection last delivered a packet
+        self._waited_s = 0.0  # time spent waiting on the current connection: the source's own clock
+        self._decoded_to = 0.0  # media time decoded so far, emitted or not (audio waits for a full chunk)
+        self._failure: Exception | None = None  # a read error, raised once what was read is flushed
 
     def probe(self) -> None:
         """Open now, so a bad file fails at once rather than later in a background thread."""
@@ -195,9 +214,7 @@ class MediaSource:
             if outage_start is not None:
                 now = time.time()
                 self._offset = self._media_end + (now - outage_start)
-                gap = Gap(self._media_end, outage_start, now, self.progress.last_error or "disconnected")
-                if self.on_gap:
-                    self.on_gap(gap)
+                self._gap(Gap(self._media_end, outage_start, now, self.progress.last_error or "disconnected"))
                 self.progress.reconnects += 1
                 outage_start = None
             else:
@@ -215,10 +232,44 @@ class MediaSource:
                 container.close()
             if not self.spec.live or self.stop.is_set():
                 return
-            if clean_end and self.spec.uri.lower().split("?")[0].endswith(".m3u8"):
+            if clean_end and _is_playlist(self.spec):
                 return  # an HLS playlist that ended (#EXT-X-ENDLIST) is finished, not down
-            outage_start = time.time()
+            # The outage began when the last packet came, not when the read timeout noticed it: the
+            # gap spans it all and media time skips by all of it.
+            outage_start = self._last_data_wall or time.time()
             self.progress.connected = False
+
+    def _gap(self, gap: Gap) -> None:
+        if self.on_gap:
+            self.on_gap(gap)
+
+    def _packets(self, container, streams) -> Iterator:
+        """Demux, timing each wait on the source. A silence on a live push source is recorded as a
+        gap (the connection held, so no reconnect records it); playlists (HLS) fetch segments
+        seconds apart and are not watched. A read error ends the packets and is kept in
+        ``_failure``, so that what was decoded is flushed first."""
+        watch = self.spec.live and not _is_playlist(self.spec)
+        self._last_data_wall, self._waited_s, self._failure = None, 0.0, None
+        silence = SilenceWatch()
+        packets = container.demux(*streams)
+        while True:
+            asked = time.monotonic()
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except (av.error.FFmpegError, OSError) as exc:
+                self._failure = exc
+                return
+            got = time.monotonic()
+            self._waited_s += got - asked
+            gap = silence.packet(got - asked, time.time(), got, max(self._media_end, self._decoded_to))
+            self._last_data_wall = silence.last_heard
+            if gap is not None and watch and not self.stop.is_set():
+                self.progress.stalls += 1
+                log.warning("source %s sent nothing for %.1f s", self.spec.display, gap.wall_end - gap.wall_start)
+                self._gap(gap)
+            yield packet
 
     def _decode(self, container) -> Iterator[MediaChunk]:
         audio = container.streams.audio[0] if container.streams.audio else None
@@ -230,7 +281,7 @@ class MediaSource:
             video.thread_count = 2  # bounded: many streams share the cores
         tracks = {}
         if self.subtitles:
-            tracks = {s.index: SubtitleTrack(s, lambda pts: media_time(pts)) for s in subtitle_streams(container)}
+            tracks = {s.index: SubtitleTrack(s, lambda pts: clock.map(pts)) for s in subtitle_streams(container)}
         scenes = None
         if video is not None:
             scenes = SceneDetector() if self.scene_threshold is None else SceneDetector(self.scene_threshold)
@@ -239,10 +290,11 @@ class MediaSource:
         if not streams:
             return
         base = container.start_time / 1e6 if container.start_time is not None else None
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        pending: list[np.ndarray] = []
-        pending_n = 0
-        audio_t0: float | None = None  # media time of the next sample to emit
+        # One clock for all tracks of this connection: it unwraps PTS wraps and carries media time on
+        # across timestamp jumps (streaming/timeline.py). Live sources judge jumps against the time
+        # spent waiting on the source, which a slow consumer does not inflate.
+        clock = MediaClock(offset=self._offset, base=base, live=self.spec.live)
+        counted = (self.progress.discontinuities, self.progress.timestamp_wraps)
         next_frame_t = 0.0
         wall0 = time.monotonic()
         media0 = self._offset
@@ -251,29 +303,19 @@ class MediaSource:
             # Lands on the keyframe before start_at; what precedes start_at is decoded and dropped.
             container.seek(int((self.start_at + (base or 0.0)) * 1e6))
             media0 = skip_until = self.start_at
+        chunker = AudioChunker(CHUNK_SECONDS, skip_until)
 
-        def media_time(frame_time: float | None) -> float:
-            nonlocal base
+        def media_time(frame_time: float | None, track: str) -> float:
             if frame_time is None:
                 return self._media_end
-            if base is None:
-                base = frame_time
-            return self._offset + max(0.0, frame_time - base)
-
-        def emit_audio(final: bool = False):
-            nonlocal pending, pending_n, audio_t0
-            if pending_n == 0 or (not final and pending_n < CHUNK_SECONDS * SAMPLE_RATE):
-                return None
-            samples = np.concatenate(pending)
-            chunk = AudioChunk(samples, audio_t0, time.time())
-            audio_t0 += pending_n / SAMPLE_RATE
-            pending, pending_n = [], 0
-            if chunk.t0 < skip_until:
-                cut = int(round((skip_until - chunk.t0) * SAMPLE_RATE))
-                if cut >= len(samples):
-                    return None
-                chunk = AudioChunk(samples[cut:], chunk.t0 + cut / SAMPLE_RATE, chunk.wall)
-            return chunk
+            t = clock.observe(frame_time, track, self._waited_s if self.spec.live else None)
+            if counted[0] + clock.count > self.progress.discontinuities:
+                jump = clock.records[-1]
+                log.warning("source %s: timestamps jumped %+.1f s; media time goes on at %.2f s",
+                            self.spec.display, jump.jump_s, jump.media_t)
+            self.progress.discontinuities = counted[0] + clock.count
+            self.progress.timestamp_wraps = counted[1] + clock.wraps
+            return t
 
         def paced(chunk_end: float):
             if self.pace == "realtime":
@@ -282,7 +324,7 @@ class MediaSource:
                 if wait > 0:
                     self.stop.wait(wait)
 
-        for packet in container.demux(*streams):
+        for packet in self._packets(container, streams):
             if self.stop.is_set():
                 return
             if packet.stream.index in tracks:
@@ -292,34 +334,21 @@ class MediaSource:
                 continue
             try:
                 frames = packet.decode()
-            except av.error.InvalidDataError:
-                self.progress.decode_errors += 1  # a corrupt packet costs its own frames only
+            except av.error.FFmpegError:
+                # A corrupt packet costs its own frames only. Decoding reads no I/O, so whatever
+                # FFmpeg says here (invalid data, EPERM from a confused H.264 decoder) is about the data.
+                self.progress.decode_errors += 1
                 continue
             for frame in frames:
                 if packet.stream is audio:
-                    t = media_time(frame.time)
-                    if audio_t0 is None:
-                        audio_t0 = t
-                    elif frame.time is not None and t - (audio_t0 + pending_n / SAMPLE_RATE) > AUDIO_GAP_S:
-                        # Audio missing from the container (a clip without sound, packets lost on
-                        # the wire): counting samples would pull every later word earlier. What came
-                        # before goes out as it is, and audio time jumps with the timestamps.
-                        chunk = emit_audio(final=True)
-                        if chunk is not None:
-                            self._media_end = max(self._media_end, chunk.t1)
-                            yield chunk
-                        audio_t0 = t
-                    for out in resampler.resample(frame):
-                        pcm = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                        pending.append(pcm)
-                        pending_n += len(pcm)
-                    chunk = emit_audio()
-                    if chunk is not None:
+                    t = media_time(frame.time, "audio")
+                    for chunk in chunker.push(frame, t, timed=frame.time is not None):
                         paced(chunk.t1)
                         self._media_end = max(self._media_end, chunk.t1)
                         yield chunk
+                    self._decoded_to = chunker.decoded_to
                 else:
-                    t = media_time(frame.time)
+                    t = media_time(frame.time, "video")
                     # Every decoded frame goes through the cut detector (64x36, well under 1 ms), so
                     # a new shot is sampled as soon as the cut is confirmed (3 frames into it),
                     # between the regular samples.
@@ -338,15 +367,11 @@ class MediaSource:
             for cue in track.flush(self._media_end):
                 if cue.t1 > skip_until:
                     yield cue
-        if audio is not None and audio_t0 is not None:
-            for out in resampler.resample(None):
-                pcm = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                pending.append(pcm)
-                pending_n += len(pcm)
-            chunk = emit_audio(final=True)
-            if chunk is not None:
-                self._media_end = max(self._media_end, chunk.t1)
-                yield chunk
+        for chunk in chunker.flush():
+            self._media_end = max(self._media_end, chunk.t1)
+            yield chunk
+        if self._failure is not None:
+            raise self._failure
 
     @staticmethod
     def _frame_record(frame, t: float, cut: float | None = None) -> VideoFrame:

@@ -128,8 +128,10 @@ def test_inconsistent_asr_settings_fail_at_load():
 def test_totals_sum_what_is_ingesting_and_count_failures():
     from actors.directory import totals
 
-    statuses = [{"state": "ingesting", "rtf": 0.25, "lag_s": 3.0}, {"state": "reconnecting", "rtf": 0.1, "lag_s": 9.5},
-                {"state": "finished", "rtf": 0.5, "lag_s": 0.0}, {"state": "failed", "rtf": 0.0},
+    statuses = [{"state": "ingesting", "rtf": 0.25, "lag_s": 3.0, "degraded": 2},
+                {"state": "reconnecting", "rtf": 0.1, "lag_s": 9.5, "degraded": 0},
+                {"state": "finished", "rtf": 0.5, "lag_s": 0.0, "degraded": 1}, {"state": "failed", "rtf": 0.0},
                 {"state": "lost"}]
-    assert totals(statuses) == {"streams": 5, "ingesting": 2, "rtf": 0.35, "max_lag_s": 9.5, "failed": 2}
-    assert totals([]) == {"streams": 0, "ingesting": 0, "rtf": 0.0, "max_lag_s": 0.0, "failed": 0}
+    assert totals(statuses) == {"streams": 5, "ingesting": 2, "rtf": 0.35, "max_lag_s": 9.5, "failed": 2,
+                                "degraded": 1}  # a finished stream's last level is history
+    assert totals([]) == {"streams": 0, "ingesting": 0, "rtf": 0.0, "max_lag_s": 0.0, "failed": 0, "degraded": 0}
