@@ -29,7 +29,7 @@ from streaming.settings import Settings
 from streaming.sources import SourceError, open_container, parse_source
 
 from .answerer import Answerer
-from .directory import StreamDirectory, totals, wait_ref
+from .directory import STOP_TIMEOUT_S, StreamDirectory, totals, wait_ref
 from .openai_compat import ChatRequest, ChunkWriter, completion
 from .query import Ask, QueryEngine, UnknownStreams
 from .runtime import configure_logging, prepare_environment
@@ -219,9 +219,16 @@ class MantaApi:
         return {"stream": stream_id, "segments": segs}
 
     @api.delete("/v1/streams/{stream_id}")
-    async def stop_stream(self, stream_id: str) -> dict:
+    async def stop_stream(self, stream_id: str, remove: bool = Query(
+            False, description="also forget the stream: end its actor and delete its data")) -> dict:
         handle = await self._known(stream_id)
-        return await handle.stop.remote()
+        if remove:
+            return await self.streams.remove(stream_id)
+        try:
+            return await asyncio.wait_for(wait_ref(handle.stop.remote()), STOP_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise HTTPException(504, detail=f"stream {stream_id} did not stop within "
+                                f"{STOP_TIMEOUT_S:g} s; DELETE with ?remove=true ends its actor") from None
 
     @api.post("/v1/query")
     async def query(self, req: QueryRequest):

@@ -148,6 +148,10 @@ def cmd_status(args) -> int:
 
 def cmd_stop(args) -> int:
     settings = make_settings(args)
+    if args.remove:
+        Client(settings.url).call("DELETE", f"/v1/streams/{args.stream}", params={"remove": "true"})
+        console.print(f"stream {args.stream} removed: its actor ended and its data was deleted")
+        return 0
     status = Client(settings.url).call("DELETE", f"/v1/streams/{args.stream}")
     console.print(f"stream {args.stream} {status.get('state')}; its segments stay searchable")
     return 0
@@ -285,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--watch", action="store_true", help="refresh until Ctrl+C")
     sp = common(sub.add_parser("stop", help="stop ingesting a stream (its data stays searchable)"))
     sp.add_argument("stream")
+    sp.add_argument("--remove", action="store_true",
+                    help="also forget it: end its actor (freeing its CPU share) and delete its data")
     sp = sub.add_parser("replay", help="send a file as a live MPEG-TS broadcast (to try live ingest)")
     sp.add_argument("file")
     sp.add_argument("url", help="e.g. udp://127.0.0.1:5000 (start `manta ingest` on it first)")

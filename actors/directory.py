@@ -23,11 +23,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from streaming.settings import Settings
 
-from .stream_actor import ACTOR_PREFIX, STREAM_ID_RE, StreamActor, actor_name, make_stream_id
+from streaming.store import remove_store
+
+from .stream_actor import ACTOR_PREFIX, STREAM_ID_RE, StreamActor, actor_name, make_stream_id, store_path
 
 log = logging.getLogger("manta.directory")
 
 STATUS_TIMEOUT_S = 2.0
+STOP_TIMEOUT_S = 20.0  # the actor's stop waits up to 10 s for its threads
 REFRESH_EVERY_S = 1.0
 
 
@@ -104,8 +107,11 @@ class StreamDirectory:
             return
         ids = await run_in_threadpool(self._live_ids)
         for stream_id in ids - self._handles.keys():
-            self._handles[stream_id] = ray.get_actor(actor_name(stream_id),
-                                                     namespace=self.settings.namespace)
+            try:
+                self._handles[stream_id] = ray.get_actor(actor_name(stream_id),
+                                                         namespace=self.settings.namespace)
+            except ValueError:  # removed between the listing and now
+                ids.discard(stream_id)
         for stream_id in self._handles.keys() - ids:
             del self._handles[stream_id]
         self._refreshed = time.monotonic()
@@ -183,9 +189,28 @@ class StreamDirectory:
         except asyncio.TimeoutError:
             # Not scheduled yet (no free CPU) or still loading its models.
             return {"id": stream_id, "state": "pending",
-                    "last_error": f"stream actor did not answer within {STATUS_TIMEOUT_S:g} s"}
+                    "last_error": f"stream actor did not answer within {STATUS_TIMEOUT_S:g} s: still "
+                    "loading its models, or waiting for a free CPU share (each stream actor, stopped "
+                    f"or not, holds {self.settings.stream_num_cpus:g} CPU until removed with "
+                    "`manta stop --remove`)"}
         except ray.exceptions.RayActorError as exc:
             return {"id": stream_id, "state": "lost", "last_error": f"stream actor died: {exc}"}
+
+    async def remove(self, stream_id: str) -> dict:
+        """Forget a stream: stop it, end its actor (freeing its CPU share and memory) and delete its
+        saved store. Its segments are no longer searchable and a restart does not bring it back."""
+        handle = await self.resolve(stream_id)
+        try:  # a clean stop first, so the source is closed; a stuck or dead actor is killed anyway
+            await asyncio.wait_for(wait_ref(handle.stop.remote()), STOP_TIMEOUT_S)
+        except (asyncio.TimeoutError, ray.exceptions.RayError):
+            log.warning("stream %s did not stop cleanly within %g s; killing its actor", stream_id,
+                        STOP_TIMEOUT_S)
+        ray.kill(handle, no_restart=True)
+        self._handles.pop(stream_id, None)
+        await run_in_threadpool(remove_store, store_path(self.settings.data_dir, stream_id))
+        log.info("removed stream %s", stream_id,
+                 extra={"fields": {"event": "stream_removed", "stream": stream_id}})
+        return {"id": stream_id, "state": "removed"}
 
     async def statuses(self) -> list[dict]:
         ids = await self.ids()

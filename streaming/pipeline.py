@@ -87,6 +87,7 @@ class StreamPipeline(StreamQueries):
         self._threads: list[threading.Thread] = []
         self._busy = 0.0  # seconds spent recognising, embedding and indexing
         self._taken_t = resume_t  # media time of the newest item the worker took off the queue
+        self._tail_flushed_at = -1.0  # media time when a live outage last flushed the held tail
         # Only a stream that must keep up with a clock degrades; a fast-read file just waits.
         self.live_paced = spec.live or settings.pace == "realtime"
         self.governor: Governor | None = None
@@ -251,6 +252,8 @@ class StreamPipeline(StreamQueries):
                     if not self._reader.is_alive() and self._queue.empty():
                         self._finish()
                         break
+                    if self.spec.live and not self.source.progress.connected:
+                        self._flush_tail()
                     continue
                 if item is _END:
                     t = time.perf_counter()
@@ -280,6 +283,21 @@ class StreamPipeline(StreamQueries):
             stage = "processing" if self._ready.is_set() else "loading models"
             self._fail(f"{stage} failed: {type(exc).__name__}: {exc}")
             self._stop.set()
+
+    def _flush_tail(self) -> None:
+        """The live source went quiet past its read timeout and everything received is processed:
+        make the held tail (the last words, waiting for the silence after them) searchable now
+        rather than when the sender comes back, which may be never."""
+        if self.transcriber is None or self.transcriber.buffered_seconds == 0 or \
+                self._tail_flushed_at == self.status.media_seconds:  # once per outage
+            return
+        self._tail_flushed_at = self.status.media_seconds
+        t = time.perf_counter()
+        words = self.transcriber.flush()
+        self._index(self.segmenter.push(words, self.transcriber.committed_until) + self.segmenter.flush(),
+                    words)
+        self._busy += time.perf_counter() - t
+        self._progress()
 
     def _finish(self) -> None:
         words = self.transcriber.flush()

@@ -87,6 +87,26 @@ class Api:
         return r.json()
 
 
+_SERVICE: list[Api] = []  # the session's service, once a test asked for it
+
+
+@pytest.fixture(scope="module", autouse=True)
+def remove_module_streams():
+    """After each module, remove the streams it added to the shared service, as a user would with
+    `manta stop --remove`: every stream actor holds a CPU share until removed, so a long session
+    that only stopped them would leave later modules' streams waiting for a slot."""
+    before = {api: _stream_ids(api) for api in _SERVICE}
+    yield
+    for api in _SERVICE:
+        for sid in _stream_ids(api) - before.get(api, set()):
+            r = api.http.delete(f"/v1/streams/{sid}", params={"remove": "true"})
+            assert r.status_code in (200, 404), r.text
+
+
+def _stream_ids(api: Api) -> set[str]:
+    return {st["id"] for st in api.http.get("/v1/streams").json()["streams"]}
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory):
     from actors import runtime
@@ -100,6 +120,7 @@ def service(tmp_path_factory):
         api = Api(url)
         api.settings = settings
         assert api.get("/healthz").json()["ok"]
+        _SERVICE.append(api)
         yield api
     finally:
         runtime.shutdown(settings)

@@ -183,7 +183,8 @@ class FaultSender:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.ident is not None:  # a test that failed before start() must see its own error
+            self._thread.join(5)
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)

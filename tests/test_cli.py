@@ -47,6 +47,11 @@ def test_ingest_ask_status_stop(service):
     assert "ingesting · total RTF" in r.stdout  # the whole service at a glance
     r = manta("stop", "cli-jfk", "--port", port)
     assert r.returncode == 0 and "stay searchable" in r.stdout
+    r = manta("stop", "cli-jfk", "--remove", "--port", port)
+    assert r.returncode == 0 and "removed" in r.stdout, r.stderr
+    assert service.get("/v1/streams/cli-jfk").status_code == 404
+    r = manta("ask", "fellow Americans", "--stream", "cli-jfk", "--port", port)
+    assert r.returncode == 1 and "unknown stream(s): cli-jfk" in r.stderr
 
 
 def test_cli_errors_are_one_line(service, tmp_path):

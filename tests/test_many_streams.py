@@ -21,7 +21,7 @@ SEND_S = 30.0
 def test_three_live_streams_each_get_an_actor_and_a_fair_share(service):
     import ray
 
-    from actors.stream_actor import actor_name
+    from actors.stream_actor import actor_name, store_path
 
     ports = [free_port(socket.SOCK_DGRAM) for _ in range(N)]
     stop, ids, senders = threading.Event(), [], []
@@ -53,24 +53,52 @@ def test_three_live_streams_each_get_an_actor_and_a_fair_share(service):
     # The user sees the whole service: all N ingesting at once, their summed RTF and the worst lag.
     assert max(t["ours_ingesting"] for t in totals) == N and min(t["ingesting"] for t in totals[-5:]) >= N, [service.get(f"/v1/streams/{sid}").json() for sid in ids]
     assert all(t["rtf"] > 0 for t in totals[-5:]) and totals[-1]["max_lag_s"] >= 0
-    # Fair: every stream got about the same work done in the same time, none starved.
-    committed = [st["committed_seconds"] for st in statuses.values()]
-    print(f"\ncommitted media per stream after {SEND_S:g} s of sending: {committed}; "
-          f"lag {[round(st['lag_s'], 1) for st in statuses.values()]}; "
-          f"levels {[st['degraded'] for st in statuses.values()]}")
-    assert min(committed) >= 0.6 * max(committed) and min(committed) > 5, statuses
+    # Fair: every stream gets about the same work done in the same time, none starved. (Measured
+    # once one has 20 s committed: the first seconds go to three processes loading their models.)
     # Overloaded or not, nothing sent is lost: once the senders stop, each stream catches up on
     # what it received (a live socket keeps what the worker has not taken yet) and has the speech.
-    deadline = time.monotonic() + 150
-    for sid in ids:
-        while True:
-            st = service.get(f"/v1/streams/{sid}").json()
-            if st["media_seconds"] >= SEND_S - 2 and st["committed_seconds"] >= st["media_seconds"] - 8:
-                break
-            assert time.monotonic() < deadline, st
-            time.sleep(1.0)
+    deadline, fair = time.monotonic() + 150, None
+    while True:
+        statuses = {sid: service.get(f"/v1/streams/{sid}").json() for sid in ids}
+        committed = [st["committed_seconds"] for st in statuses.values()]
+        if fair is None and max(committed) >= 20:
+            fair = committed
+            print(f"\ncommitted media per stream when the first reached 20 s: {committed}; "
+                  f"lag {[round(st['lag_s'], 1) for st in statuses.values()]}; "
+                  f"levels {[st['degraded'] for st in statuses.values()]}")
+            assert min(committed) >= 0.6 * max(committed), statuses
+        if all(st["media_seconds"] >= SEND_S - 2 and st["committed_seconds"] >= st["media_seconds"] - 8
+               for st in statuses.values()):
+            break
+        assert time.monotonic() < deadline, [[st.get(k) for k in (
+            "id", "state", "media_seconds", "committed_seconds", "backlog_s", "degraded", "last_error")]
+            for st in statuses.values()]
+        time.sleep(1.0)
+    assert fair is not None
     for sid in ids:
         segs = service.get(f"/v1/streams/{sid}/segments").json()["segments"]
         assert "haunting europe" in normalise(" ".join(s["text"] for s in segs)), (sid, segs[-3:])
+    # Stopping keeps a stream searchable; removing it ends its actor (its CPU share comes back) and
+    # deletes its data, so a service running for days does not fill up with finished streams.
+    assert service.delete(f"/v1/streams/{ids[0]}").json()["state"] == "stopped"
     for sid in ids:
-        assert service.delete(f"/v1/streams/{sid}").json()["state"] == "stopped"
+        r = service.delete(f"/v1/streams/{sid}", params={"remove": "true"})
+        assert r.json() == {"id": sid, "state": "removed"}, r.text
+        assert service.get(f"/v1/streams/{sid}").status_code == 404
+        assert not store_path(service.settings.data_dir, sid).exists()
+    deadline = time.monotonic() + 20
+    while any(_alive(sid, service.settings.namespace) for sid in ids):
+        assert time.monotonic() < deadline, "a removed stream's actor is still alive"
+        time.sleep(0.5)
+
+
+def _alive(stream_id: str, namespace: str) -> bool:
+    import ray
+
+    from actors.stream_actor import actor_name
+
+    try:
+        ray.get_actor(actor_name(stream_id), namespace=namespace)
+    except ValueError:
+        return False
+    return True

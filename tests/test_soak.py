@@ -48,11 +48,15 @@ def test_two_hours_of_media_keep_memory_flat_and_lose_nothing(tmp_path):
     first_hour, later = rss[4], [v for q, v in rss.items() if q > 4]
     assert later and max(later) - first_hour < 80, rss
 
-    # Nothing lost: every clip was transcribed once, at its time; segments tile the two hours.
+    # Nothing lost: every clip was transcribed once, at its time; segments cover the two hours.
     segs = pipe.segments()
     # (the last quiet stretch shorter than a micro segment has nothing to index)
     assert segs[0].t0 == 0.0 and HOURS * 3600 - settings.micro_target_s <= segs[-1].t1 <= HOURS * 3600
-    assert all(b.t0 == pytest.approx(a.t1, abs=1e-6) for a, b in zip(segs, segs[1:]))
+    # In order, never overlapping; speech segments start and end on words, so the quiet before a
+    # first word or between two cut words may stay uncovered, but never a whole micro segment's worth.
+    bad = [(a.seq, a.t1, b.t0) for a, b in zip(segs, segs[1:])
+           if not a.t1 - 1e-6 <= b.t0 < a.t1 + settings.micro_target_s]
+    assert not bad, f"{len(bad)} overlaps or long holes (seq, end, next start): {bad[:5]}"
     heard = [s for s in segs if "ask not" in normalise(s.text)]
     clips = int(HOURS * 3600 / EVERY_S)
     assert len({int(s.t0 // EVERY_S) for s in heard}) >= clips - 1, [round(s.t0) for s in heard]
