@@ -234,6 +234,19 @@ def test_service_shows_the_outage_and_keeps_its_segments_in_order(service) -> No
         while service.get(f"/v1/streams/{sid}").json()["media_seconds"] < expected_end - 0.6:
             assert time.monotonic() < deadline, service.get(f"/v1/streams/{sid}").json()
             time.sleep(0.3)
+        # The sender is gone for good: past the read timeout the words held back (waiting for the
+        # silence after them) are flushed, so all it sent is searchable while the stream waits to
+        # reconnect, not only once somebody stops it.
+        deadline = time.monotonic() + 60
+        while True:
+            status = service.get(f"/v1/streams/{sid}").json()
+            if status["state"] in ("reconnecting", "connecting") and \
+                    status["committed_seconds"] >= status["media_seconds"] - 1.0:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.3)
+        heard = service.get(f"/v1/streams/{sid}/segments").json()["segments"]
+        assert "for your country" in normalise(" ".join(s["text"] for s in heard)), heard[-2:]
     finally:
         sender.stop()
         service.delete(f"/v1/streams/{sid}")
