@@ -21,7 +21,7 @@ from .common import MEDIA, emit, parse_args, section, table
 KEY = "soak"
 
 
-def run(hours: float, every_s: float) -> list[dict]:
+def run(hours: float, every_s: float, retention_hours: float | None = None) -> list[dict]:
     from manta_models.loader import ModelSet
     from streaming.pipeline import StreamPipeline
     from streaming.settings import Settings
@@ -33,7 +33,7 @@ def run(hours: float, every_s: float) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         path = make_soak_audio(tmp / "day.flac", hours, MEDIA / "jfk_inaugural_1961.flac", every_s=every_s)
-        settings = Settings(asr_model="tiny.en", data_dir=tmp / "data")
+        settings = Settings(asr_model="tiny.en", data_dir=tmp / "data", retention_hours=retention_hours)
         db = tmp / "soak.sqlite"
         pipe = StreamPipeline("soak", "soak", parse_source(str(path)), settings, ModelSet(settings).for_stream,
                               store=StreamStore(db))
@@ -63,8 +63,10 @@ def run(hours: float, every_s: float) -> list[dict]:
 
 def main() -> None:
     args = parse_args(__doc__, [("--hours", dict(type=float, default=24.0)),
-                                ("--every", dict(type=float, default=300.0, help="seconds between clips"))])
-    rows = run(args.hours, args.every)
+                                ("--every", dict(type=float, default=300.0, help="seconds between clips")),
+                                ("--retention-hours", dict(type=float, default=None,
+                                                           help="keep only the last N hours (default: all)"))])
+    rows = run(args.hours, args.every, args.retention_hours)
     base = next((r for r in rows if r["hour"] >= 1), rows[0])
     out = [[f"{r['hour']:.1f}", f"{r['wall']:.0f} s", f"{r['rss']:.0f}", f"{r['rss'] - base['rss']:+.0f}",
             r["segments"], f"{r['vector_mb']:.1f}", f"{r['sqlite_mb']:.1f}"] for r in rows]
@@ -76,14 +78,17 @@ def main() -> None:
         "`streaming/soak.py`), read as a fast file through one real pipeline (Whisper `tiny.en`), "
         "sampled at each hour of media. RSS and its change since hour 1 (models loaded, pools warm) in MiB; "
         "vectors = FAISS bytes of micro segments and meso/macro summaries; SQLite = the stream's file "
-        "on disk (not in RSS).",
+        "on disk (not in RSS)." + (f" Retention: the last {args.retention_hours:g} h of media are kept."
+                                  if args.retention_hours else " No retention: every segment is kept."),
         "",
         *table(["media h", "wall", "RSS MiB", "Δ since 1 h", "segments", "vectors MiB", "SQLite MiB"], out),
         "",
         f"From hour 1 to hour {last['hour']:.1f}: RSS {growth:+.0f} MiB, of which index vectors "
         f"{index_growth:+.1f} MiB; per hour of media {growth / max(last['hour'] - base['hour'], 1e-9):+.1f} MiB.",
     ]
-    emit(KEY, section("Memory over a day of media (bench/soak.py)", body), args.write)
+    key = KEY + (f"[retention_hours={args.retention_hours:g}]" if args.retention_hours else "")
+    emit(key, section("Memory over a day of media (bench/soak.py)" + (
+        f", retention {args.retention_hours:g} h" if args.retention_hours else ""), body), args.write)
 
 
 if __name__ == "__main__":
