@@ -23,9 +23,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from streaming.settings import Settings
 
-from streaming.store import remove_store
+from streaming.memory.store import remove_store
 
-from .stream_actor import ACTOR_PREFIX, STREAM_ID_RE, StreamActor, actor_name, make_stream_id, store_path
+from actors.stream_actor import ACTOR_PREFIX, STREAM_ID_RE, StreamActor, actor_name, make_stream_id, store_path
 
 log = logging.getLogger("manta.directory")
 

@@ -10,63 +10,17 @@ and provide its token the way Ray expects (RAY_AUTH_TOKEN or ~/.ray/auth_token).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
-import sys
 import time
 
+from actors.logs import prepare_environment
 from streaming.settings import Settings
 
 log = logging.getLogger("manta.runtime")
 
-CLOSED_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, so nothing leaves
-LOCAL_ENV = {
-    "http_proxy": CLOSED_PROXY, "HTTP_PROXY": CLOSED_PROXY,
-    "https_proxy": CLOSED_PROXY, "HTTPS_PROXY": CLOSED_PROXY,
-    "no_proxy": "localhost,127.0.0.1,::1", "NO_PROXY": "localhost,127.0.0.1,::1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    # Ray's single-machine mode: keep every Ray address on 127.0.0.1 (otherwise Ray swaps loopback
-    # for the interface address it finds by routing towards 8.8.8.8).
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-}
-# Models come from installed packages; any hub lookup would be a bug, so make it fail fast.
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
-}
 APP_NAME = "manta"
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": round(record.created, 3), "level": record.levelname.lower(),
-                 "logger": record.name, "msg": record.getMessage()}
-        fields = getattr(record, "fields", None)  # log.info(..., extra={"fields": {...}})
-        if isinstance(fields, dict):
-            entry.update({k: v for k, v in fields.items() if k not in entry})
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Structured (JSON lines) logs for Manta's own loggers, on stderr."""
-    logger = logging.getLogger("manta")
-    if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
-
-
-def prepare_environment(local: bool) -> None:
-    os.environ.update(OFFLINE_ENV)
-    if local:
-        os.environ.update(LOCAL_ENV)
 
 
 def check_port_free(port: int, setting: str) -> int:
@@ -120,7 +74,7 @@ def deploy(settings: Settings, restore: bool = True) -> str:
     ``restore`` the app brings back the streams saved in ``settings.data_dir`` as it starts."""
     from ray import serve
 
-    from .app import build_app
+    from actors.serve.app import build_app
 
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app({"settings": settings.model_dump(mode="json"), "restore": restore}), name=APP_NAME,

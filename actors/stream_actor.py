@@ -17,17 +17,18 @@ from pathlib import Path
 
 import ray
 
-from streaming.baseline import FixedChunks
-from streaming.index import set_search_threads
-from streaming.pipeline import StreamPipeline
+from streaming.search.baseline import FixedChunks
+from streaming.memory.index import set_search_threads
+from streaming.ingest.pipeline import StreamPipeline
 from streaming.records import Evidence
-from streaming.retrieve import RetrievalPlan, Retrieved, retrieve
+from streaming.search.retrieve import RetrievalPlan, Retrieved, retrieve
 from streaming.settings import Settings
-from streaming.sources import LIVE_SCHEMES, SourceError, SourceSpec, parse_source
-from streaming.store import StreamStore, remove_store
+from streaming.source.media import LIVE_SCHEMES, SourceError, SourceSpec, parse_source
+from streaming.memory.store import StreamStore, remove_store
+from streaming.search.view import StreamView
 
-from .metrics import MetricsExporter
-from .runtime import configure_logging
+from actors.metrics import MetricsExporter
+from actors.logs import configure_logging
 
 log = logging.getLogger("manta.stream_actor")
 
@@ -162,23 +163,23 @@ class StreamActor:
         is the question's content, for a CLIP backend's text tower."""
         if self.pipeline is None:
             return []
-        return self.pipeline.evidence(query, k, start, end, kinds, text)
+        return StreamView.of(self.pipeline).evidence(query, k, start, end, kinds, text)
 
     def retrieve(self, plan: RetrievalPlan) -> Retrieved:
-        """Coarse-to-fine candidates for one question (streaming.retrieve)."""
+        """Coarse-to-fine candidates for one question (streaming.search.retrieve)."""
         if self.pipeline is None or not self.pipeline.wait_ready(0):
             return Retrieved((), plan.start, plan.end, 0.0)
-        return retrieve(self.pipeline, plan)
+        return retrieve(StreamView.of(self.pipeline), plan)
 
     def baseline(self, query, k: int, start: float | None, end: float | None) -> list[Evidence]:
-        """The single-level baseline's top-``k`` 30 s chunks (streaming.baseline), for ``manta eval``."""
+        """The single-level baseline's top-``k`` 30 s chunks (streaming.search.baseline), for ``manta eval``."""
         pipe = self.pipeline
         if pipe is None or not pipe.wait_ready(0):
             return []
         if self._chunks is None:
             self._chunks = FixedChunks(pipe.models.embedder.encode)
         shown = pipe.visual.shown() if pipe.visual is not None else []
-        return self._chunks.search(query, k, pipe.segments(), shown, pipe.status.committed_seconds,
+        return self._chunks.search(query, k, StreamView.of(pipe).segments(), shown, pipe.status.committed_seconds,
                                    self.id, start, end)
 
     def parents(self, level: str, start: float | None, end: float | None, limit: int) -> list[dict]:
@@ -230,7 +231,7 @@ class StreamActor:
                  include_summary: bool = False) -> list[dict]:
         if self.pipeline is None:
             return []
-        segs = self.pipeline.segments(start, end)[:limit]
+        segs = StreamView.of(self.pipeline).segments(start, end)[:limit]
         return [{"seq": s.seq, "start": s.t0, "end": s.t1, "text": s.text, "ingested_wall": s.wall,
                  "words": [{"text": w.text, "start": w.start, "end": w.end} for w in s.words],
                  "surprise": s.surprise, "surprise_raw": s.surprise_raw, "novelty": s.novelty,

@@ -3,6 +3,6 @@
 Benchmarks start a private Ray on loopback; its environment must be set before Ray is imported.
 """
 
-from actors.runtime import prepare_environment
+from actors.logs import prepare_environment
 
 prepare_environment(local=True)

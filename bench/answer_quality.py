@@ -1,6 +1,6 @@
 """Answer quality: Manta's hierarchical retrieval vs the single-level baseline, same run, same models.
 
-Runs ``manta eval`` (actors.evaluation) on eval/questions.jsonl against a private, empty Manta in
+Runs ``manta eval`` (actors.cli.evaluation) on eval/questions.jsonl against a private, empty Manta in
 this process, asking every question in both retrieval modes: "manta" (the hierarchy) and
 "baseline" (fixed 30 s chunks, one level, dense top-k: what most video-RAG systems do). Both modes
 share the ingest, the models and the answer generator, so the difference is the retrieval alone.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from actors.evaluation import (default_media_dir, embedded_service, evaluate, load_questions,
+from actors.cli.evaluation import (default_media_dir, embedded_service, evaluate, load_questions,
                                media_paths, minilm_similarity, write_outputs)
-from streaming.evaluate import MODES, SIMILAR
+from streaming.tools.evaluate import MODES, SIMILAR
 from streaming.settings import Settings
 
 from .common import REPO, emit, free_port, parse_args, section

@@ -1,6 +1,6 @@
 """ASR overhead: Manta's ingest of an audio file vs bare faster-whisper on the same audio and model.
 
-Manta side: streaming.pipeline.StreamPipeline driven in-process (decode, VAD, incremental Whisper,
+Manta side: streaming.ingest.pipeline.StreamPipeline driven in-process (decode, VAD, incremental Whisper,
 micro segments, MiniLM, FAISS), wall clock from probe() to join(). Bare side: the very same
 WhisperModel object transcribing the whole file in one call (faster_whisper.decode_audio counted),
 with Manta's beam size and language and Silero VAD. Goals: overhead ratio <= 1.15; Manta's ingest
@@ -47,8 +47,8 @@ def words_of(text: str) -> list[str]:
 
 class Bench:
     def __init__(self, model: str, cache_dir: Path | None = None):
-        from manta_models.asr import WhisperASR
-        from manta_models.embed import TextEmbedder
+        from manta_models.perception.asr import WhisperASR
+        from manta_models.perception.embed import TextEmbedder
         from streaming.settings import Settings
 
         s = Settings(asr_model=model, language=LANGUAGE)
@@ -65,8 +65,8 @@ class Bench:
         self.asr.model.encode = counted  # instance attribute: faster-whisper calls self.encode
 
     def manta(self, path: Path) -> dict:
-        from streaming.pipeline import StreamPipeline
-        from streaming.sources import parse_source
+        from streaming.ingest.pipeline import StreamPipeline
+        from streaming.source.media import parse_source
 
         from streaming.interfaces import Models
 

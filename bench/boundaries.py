@@ -3,7 +3,7 @@
 Ground truth: the shot cuts listed in ../shared/media/README.md (popeye p1/p3, big buck bunny) and
 programme changes made by concatenating different clips (every junction is a boundary). Both
 detectors see the same micro segments and the same fused features, and both go through the same
-per-stream z-scoring and peak rule (streaming.novelty), so only the novelty signal differs.
+per-stream z-scoring and peak rule (streaming.ingest.novelty), so only the novelty signal differs.
 
 The Mamba model is evaluated out of sample: files are split in two folds, a model is trained on
 one fold with manta_models.train_stream.train (same recipe as the shipped weights) and scored on
@@ -15,10 +15,10 @@ from __future__ import annotations
 import random
 
 from bench.common import MEDIA, emit, parse_args, section, table
-from manta_models.stream_model import StreamModelConfig, StreamStepper
+from manta_models.statespace.stream_model import StreamModelConfig, StreamStepper
 from manta_models.train_stream import Extracted, extract, media_files, train
-from streaming.features import SegmentFeatures
-from streaming.novelty import SurpriseTracker, feature_distance
+from streaming.records import SegmentFeatures
+from streaming.ingest.novelty import SurpriseTracker, feature_distance
 
 KEY = "boundaries"
 CUTS = {"popeye_sinbad_1936_p1.mkv": [12.375, 27.375, 40.083],
@@ -92,10 +92,10 @@ def evaluate(model, items, rng, thresholds) -> dict:
 
 
 def pixel_cuts(path) -> list[float]:
-    """Cut times from streaming.scenes.SceneDetector over every decoded frame of a file."""
+    """Cut times from streaming.source.scenes.SceneDetector over every decoded frame of a file."""
     import av
 
-    from streaming.scenes import SceneDetector, thumbnail
+    from streaming.source.scenes import SceneDetector, thumbnail
 
     detector, cuts = SceneDetector(), []
     with av.open(str(path)) as c:
@@ -144,7 +144,7 @@ def main() -> None:
     # The pixel-level shot-cut detector the pipeline also uses (no training, so no folds).
     tp, npred, ntrue = (sum(x) for x in zip(*(match(pixel_cuts(MEDIA / n), c) for n, c in CUTS.items())))
     p, r, f = prf(tp, npred, ntrue)
-    rows.insert(3, ["shot cuts", "pixel cut detector (streaming/scenes.py)", f"{p:.2f}", f"{r:.2f}",
+    rows.insert(3, ["shot cuts", "pixel cut detector (streaming/source/scenes.py)", f"{p:.2f}", f"{r:.2f}",
                     f"**{f:.2f}**", f"{tp}/{npred}/{ntrue}", "–"])
     fold_names = [", ".join(n for n, _ in fold) for fold in (fold_a, fold_b)]
     body = [f"Folds: A = {fold_names[0]}; B = {fold_names[1]}.",

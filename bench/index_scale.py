@@ -23,8 +23,8 @@ import time
 import faiss
 import numpy as np
 
-from streaming import index as index_module
-from streaming.index import SegmentIndex
+from streaming.memory import index as index_module
+from streaming.memory.index import SegmentIndex
 from streaming.records import MicroSegment
 
 from .common import MEDIA, emit, parse_args, pct, section, table
@@ -78,7 +78,7 @@ def real_texts() -> list[str]:
 
 class Data:
     def __init__(self):
-        from manta_models.embed import TextEmbedder
+        from manta_models.perception.embed import TextEmbedder
 
         texts = real_texts()
         embedder = TextEmbedder("minilm", threads=2)

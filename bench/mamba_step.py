@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from bench.common import emit, ms, parse_args, pct, section, table
-from manta_models.mamba import HAVE_KERNELS, MambaConfig, MambaStack
-from manta_models.stream_model import StreamStepper, load_stream_model
+from manta_models.statespace.mamba import HAVE_KERNELS, MambaConfig, MambaStack
+from manta_models.statespace.stream_model import StreamStepper, load_stream_model
 
 KEY = "mamba-step"
 

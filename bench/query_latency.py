@@ -119,8 +119,8 @@ def split(embedder, index, handle, questions: np.ndarray) -> dict:
 def run() -> list[dict]:
     import ray
 
-    from manta_models.embed import TextEmbedder
-    from streaming.index import SegmentIndex
+    from manta_models.perception.embed import TextEmbedder
+    from streaming.memory.index import SegmentIndex
     from streaming.settings import Settings
 
     results = []

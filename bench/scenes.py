@@ -1,4 +1,4 @@
-"""Shot-cut detection (streaming.scenes): per-frame cost, and accuracy with margins on real clips.
+"""Shot-cut detection (streaming.source.scenes): per-frame cost, and accuracy with margins on real clips.
 
 Cost: every frame of a 720p and a 1080p clip is decoded, then thumbnail() and SceneDetector.update()
 are timed one frame at a time (decode time is shown for scale). The plain
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from streaming import scenes
+from streaming.source import scenes
 
 from .common import MEDIA, emit, parse_args, section, table
 

@@ -1,6 +1,6 @@
 """Memory over a day of media: RSS of one stream's pipeline across a 24 h simulated stream.
 
-The stream is silence with JFK's 11 s clip every 5 minutes (streaming.soak), read as a fast file so
+The stream is silence with JFK's 11 s clip every 5 minutes (streaming.tools.soak), read as a fast file so
 a day of media takes minutes, through the real pipeline in this process (PyAV, Silero VAD, Whisper
 tiny.en, MiniLM, the stream model, FAISS, SQLite). Sampled at every hour of media: the process's
 RSS and what the index holds (FAISS vectors of the three levels plus the SQLite file), so growth
@@ -23,11 +23,11 @@ KEY = "soak"
 
 def run(hours: float, every_s: float, retention_hours: float | None = None) -> list[dict]:
     from manta_models.loader import ModelSet
-    from streaming.pipeline import StreamPipeline
+    from streaming.ingest.pipeline import StreamPipeline
     from streaming.settings import Settings
-    from streaming.soak import make_soak_audio
-    from streaming.sources import parse_source
-    from streaming.store import StreamStore
+    from streaming.tools.soak import make_soak_audio
+    from streaming.source.media import parse_source
+    from streaming.memory.store import StreamStore
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +75,7 @@ def main() -> None:
     index_growth = last["vector_mb"] - base["vector_mb"]
     body = [
         f"A {args.hours:g} h stream (silence with JFK's 11 s clip every {args.every:g} s, "
-        "`streaming/soak.py`), read as a fast file through one real pipeline (Whisper `tiny.en`), "
+        "`streaming/tools/soak.py`), read as a fast file through one real pipeline (Whisper `tiny.en`), "
         "sampled at each hour of media. RSS and its change since hour 1 (models loaded, pools warm) in MiB; "
         "vectors = FAISS bytes of micro segments and meso/macro summaries; SQLite = the stream's file "
         "on disk (not in RSS)." + (f" Retention: the last {args.retention_hours:g} h of media are kept."

@@ -20,10 +20,10 @@ import numpy as np
 
 from bench.common import MEDIA, emit, parse_args, section, table
 from manta_models.loader import ModelSet
-from streaming.pipeline import StreamPipeline
+from streaming.ingest.pipeline import StreamPipeline
 from streaming.settings import Settings
-from streaming.sources import parse_source
-from streaming.store import StreamStore
+from streaming.source.media import parse_source
+from streaming.memory.store import StreamStore
 
 KEY = "storage"
 CLIPS = ("manifesto_audiobook_titlecard.mp4", "popeye_sinbad_1936_p1.mkv", "big_buck_bunny_0_30.webm",

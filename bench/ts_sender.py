@@ -1,7 +1,7 @@
 """A real-time-paced MPEG-TS sender over UDP (PyAV, codec copy) that logs when each media second left.
 
 The log is what freshness is measured against: for every audio packet, the media time of its end
-and the wall time just after it was handed to the socket. Not ``streaming.replay``: that one
+and the wall time just after it was handed to the socket. Not ``streaming.tools.replay``: that one
 re-encodes so any input becomes valid MPEG-TS, which would spend the same two cores the measured
 pipeline needs; this one copies packets and can loop a clip with continuous timestamps.
 """

@@ -15,10 +15,10 @@ import av
 
 from bench.common import MEDIA, emit, parse_args, section, table
 from manta_models.loader import ModelSet
-from streaming.pipeline import StreamPipeline
-from streaming.scenes import SceneDetector, thumbnail
+from streaming.ingest.pipeline import StreamPipeline
+from streaming.source.scenes import SceneDetector, thumbnail
 from streaming.settings import Settings
-from streaming.sources import parse_source
+from streaming.source.media import parse_source
 
 KEY = "visual-cost"
 CLIPS = ("manifesto_audiobook_titlecard.mp4", "big_buck_bunny_0_30.webm")

@@ -24,8 +24,8 @@ class ModelSet:
         self._shared: tuple | None = None
 
     def _load(self) -> tuple:
-        from .asr import WhisperASR
-        from .embed import TextEmbedder
+        from manta_models.perception.asr import WhisperASR
+        from manta_models.perception.embed import TextEmbedder
 
         s = self.settings
         asr = WhisperASR.from_settings(s)
@@ -35,26 +35,26 @@ class ModelSet:
         embedder = TextEmbedder(s.embed_model, threads=s.torch_threads)
         vision = None
         if s.visual_model != "off" and s.frame_fps > 0:
-            from .vision import VisualEmbedder
+            from manta_models.perception.vision import VisualEmbedder
 
             vision = VisualEmbedder(threads=s.torch_threads)
         reader = None
         if s.ocr != "off" and (s.frame_fps > 0 or s.subtitles):
-            from .ocr import TextReader
+            from manta_models.perception.ocr import TextReader
 
             reader = TextReader(threads=s.torch_threads, side=s.ocr_side)
         clip = captioner = None
         if s.clip_model:
-            from .clip import ClipEncoder
+            from manta_models.perception.clip import ClipEncoder
 
             clip = ClipEncoder(s.clip_model, threads=s.torch_threads)
         if s.caption_model:
-            from .captioner import Captioner
+            from manta_models.perception.captioner import Captioner
 
             captioner = Captioner(s.caption_model, threads=s.torch_threads)
         stream_model = None
         if s.stream_model != "off":
-            from .stream_model import load_stream_model
+            from manta_models.statespace.stream_model import load_stream_model
 
             stream_model = load_stream_model(s.stream_model)
         return asr, embedder, vision, reader, clip, captioner, stream_model, fallback
@@ -66,7 +66,7 @@ class ModelSet:
         asr, embedder, vision, reader, clip, captioner, stream_model, fallback = self._shared
         stepper = None
         if stream_model is not None:
-            from .stream_model import StreamStepper
+            from manta_models.statespace.stream_model import StreamStepper
 
             stepper = StreamStepper(stream_model)
         return Models(asr=asr, embedder=embedder, vision=vision, ocr=reader, clip=clip, captioner=captioner,

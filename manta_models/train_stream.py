@@ -1,9 +1,9 @@
 """Train Manta's stream model on features it extracts itself from any folder of media.
 
-    python -m manta_models.train_stream ../shared/media --out manta_models/weights/stream_mamba.pt
+    python -m manta_models.train_stream ../shared/media --out manta_models/statespace/weights/stream_mamba.pt
 
 Features come from the real ingest pipeline (decode, Whisper, MiniLM, EfficientNet-Lite0, the
-fusion of streaming.features), so training sees exactly what a live stream produces; they are
+fusion of streaming.ingest.features), so training sees exactly what a live stream produces; they are
 cached per file. The objective is next-segment prediction (what the surprise signal measures)
 plus a contrastive term aligning what is seen with what is said in the same window (InfoNCE, as
 in MANTA). Sequences are the files themselves and random concatenations of them, so the model
@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streaming.features import SegmentFeatures
-from streaming.pipeline import StreamPipeline
+from streaming.records import SegmentFeatures
+from streaming.ingest.pipeline import StreamPipeline
 from streaming.settings import Settings
-from streaming.sources import parse_source
-from streaming.store import StreamStore
+from streaming.source.media import parse_source
+from streaming.memory.store import StreamStore
 
-from .stream_model import StreamModel, StreamModelConfig, save_stream_model
+from manta_models.statespace.stream_model import StreamModel, StreamModelConfig, save_stream_model
 
 MEDIA_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".ts", ".flac", ".wav", ".mp3", ".m4a", ".ogg"}
 
@@ -165,7 +165,7 @@ def train(seqs: list[list[SegmentFeatures]], cfg: StreamModelConfig, *, steps: i
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m manta_models.train_stream", description=__doc__.split("\n")[0])
     ap.add_argument("folders", nargs="+", type=Path, help="folders of media files (searched recursively)")
-    ap.add_argument("--out", type=Path, default=Path("manta_models/weights/stream_mamba.pt"))
+    ap.add_argument("--out", type=Path, default=Path("manta_models/statespace/weights/stream_mamba.pt"))
     ap.add_argument("--exclude", action="append", default=[], help="skip files whose name contains this")
     ap.add_argument("--with-demo", action="store_true", help="also train on the generated demo bulletin")
     ap.add_argument("--steps", type=int, default=600)
@@ -183,15 +183,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from manta_models.loader import ModelSet
 
-    from .mamba import MambaConfig
+    from manta_models.statespace.mamba import MambaConfig
 
     settings = Settings(stream_model="off", pace="fast")
     models = ModelSet(settings).for_stream
     files = media_files(args.folders, args.exclude)
     if args.with_demo:
-        from streaming.demo import ensure_demo_media
+        from streaming.tools.demo import ensure_demo_media
 
-        from .tts import demo_speaker
+        from manta_models.tts import demo_speaker
 
         files.append(ensure_demo_media(settings.cache_dir, *demo_speaker()).path)
     if not files:

@@ -135,5 +135,5 @@ DEMO_VOICE_ID = f"espeak-ng:{DEMO_VOICE}:{DEMO_WPM}"
 
 
 def demo_speaker():
-    """``(speak, voice_id)`` for :func:`streaming.demo.ensure_demo_media`."""
+    """``(speak, voice_id)`` for :func:`streaming.tools.demo.ensure_demo_media`."""
     return (lambda text: synthesize(text, DEMO_VOICE, DEMO_WPM)), DEMO_VOICE_ID

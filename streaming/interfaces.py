@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .transcript import SpeechRecognizer
+from streaming.records import Word
 
 
 class Embedder(Protocol):
@@ -30,7 +30,7 @@ class TextReader(Protocol):
 
 
 class Stepper(Protocol):
-    """One stream's recurrent model state (manta_models.stream_model.StreamStepper)."""
+    """One stream's recurrent model state (manta_models.statespace.stream_model.StreamStepper)."""
 
     def step(self, blocks: dict[str, np.ndarray | None]) -> Any: ...
 
@@ -39,14 +39,21 @@ class Stepper(Protocol):
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None: ...
 
 
+class SpeechRecognizer(Protocol):
+    def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]: ...
+
+    def transcribe_window(self, audio: np.ndarray, prompt: str | None = None,
+                          one_window: bool = True) -> tuple[list[Word], bool]: ...
+
+
 @dataclass
 class Models:
     asr: SpeechRecognizer
     embedder: Embedder
     vision: FrameEmbedder | None = None
     ocr: TextReader | None = None  # on-screen text and bitmap subtitles
-    clip: Any = None  # manta_models.clip.ClipEncoder: frames searchable by text
-    captioner: Any = None  # manta_models.captioner.Captioner
+    clip: Any = None  # manta_models.perception.clip.ClipEncoder: frames searchable by text
+    captioner: Any = None  # manta_models.perception.captioner.Captioner
     stepper: Stepper | None = None  # the stream model, with this stream's state
     asr_fallback: SpeechRecognizer | None = None  # smaller ASR for a stream that falls behind
 

@@ -6,6 +6,7 @@ name says ``wall`` (Unix seconds on the ingesting machine).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Union
 
@@ -164,7 +165,7 @@ class MicroSegment:
     # What was shown during the span, each item with its own times (fused by media time).
     shown: tuple[ShownText, ...] = ()
     seen: tuple[SeenLabels, ...] = ()
-    density: float | None = None  # streaming.density: what summaries keep first
+    density: float | None = None  # streaming.memory.density: what summaries keep first
     merged_into: int | None = None  # seq of the earlier segment this one repeats (dedup)
 
     @property
@@ -215,7 +216,7 @@ class StreamStatus:
     lag_s: float = 0.0  # decoded but not yet searchable
     rtf: float = 0.0  # processing seconds per media second
     backlog_s: float = 0.0  # decoded media waiting for the worker (bounded by queue_seconds)
-    degraded: int = 0  # backpressure level: 0 full quality (streaming.governor)
+    degraded: int = 0  # backpressure level: 0 full quality (streaming.ingest.governor)
     degradation: dict | None = None  # the current level's knobs and why it was chosen
     dropped_frames: int = 0  # sampled frames a live stream shed because its queue was full
     segments: int = 0
@@ -229,3 +230,47 @@ class StreamStatus:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# -- what a question's search hands to the answer side ----------------------------------------------
+
+# Where a piece of evidence comes from, by kind: what was said, shown on screen or seen.
+KIND_MODALITY = {"speech": "said", "ocr": "shown", "subtitle": "shown", "label": "seen",
+                 "caption": "seen", "frame": "seen"}
+LEVELS = ("micro", "meso", "macro", "direct")  # where a candidate was found
+
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    evidence: Evidence  # score: the dense cosine to the question
+    density: float | None = None  # the segment's MANTA density (None: no density, e.g. shown text)
+    level: str = "micro"  # where it was found: micro, meso (coarse-to-fine), macro, direct
+    parent: str = ""  # the meso summary the segment belongs to ("" if none)
+    vector: np.ndarray | None = field(default=None, compare=False)  # unit-norm embedding
+    words: tuple[Word, ...] = ()  # word times, to narrow "when" to the words that matched
+
+    def __post_init__(self):
+        if not isinstance(self.evidence, Evidence):
+            raise ValueError("candidate evidence must be a streaming.records.Evidence")
+        if self.density is not None and not math.isfinite(self.density):
+            raise ValueError(f"candidate density must be finite or None, not {self.density}")
+        if self.level not in LEVELS:
+            raise ValueError(f"candidate level must be one of {', '.join(LEVELS)}, not {self.level!r}")
+        if self.vector is not None and np.asarray(self.vector).ndim != 1:
+            raise ValueError("candidate vector must be one-dimensional")
+
+
+# -- the stream model's input -----------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SegmentFeatures:
+    """The stream model's input for one micro segment (unit vectors, or None when absent)."""
+
+    said: np.ndarray | None  # text embedding of the words
+    shown: np.ndarray | None  # text embedding of on-screen text (OCR, subtitles)
+    seen: np.ndarray | None  # mean visual embedding of the frames
+    stats: np.ndarray  # float32 (len(STATS),), roughly within [-3, 3]
+
+    def blocks(self) -> dict[str, np.ndarray | None]:
+        return {"said": self.said, "shown": self.shown, "seen": self.seen, "stats": self.stats}

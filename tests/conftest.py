@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from actors.runtime import prepare_environment
+from actors.logs import prepare_environment
 
 # Before any test module imports Ray: a local Ray on loopback only, nothing sent off the machine.
 prepare_environment(local=True)

@@ -13,9 +13,10 @@ import pytest
 
 from conftest import media
 from manta_models.loader import ModelSet
-from streaming.pipeline import StreamPipeline
+from streaming.ingest.pipeline import StreamPipeline
 from streaming.settings import Settings
-from streaming.sources import parse_source
+from streaming.source.media import parse_source
+from streaming.search.view import StreamView
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def test_an_overloaded_realtime_stream_sheds_frames_and_ocr_and_keeps_up():
           f"backlog after degrading {after[0]:.1f} -> {after[-1]:.1f} s; visual {snap['visual']}")
     assert took < 30 + 45, took
     # Nothing was lost: the whole soundtrack was committed, segments tile it in order.
-    segs = pipe.segments()
+    segs = StreamView.of(pipe).segments()
     assert snap["committed_seconds"] == pytest.approx(30.0, abs=0.1)
     assert segs[0].t0 == pytest.approx(0.0, abs=0.05) and segs[-1].t1 == pytest.approx(30.0, abs=0.1)
     assert all(b.t0 == pytest.approx(a.t1, abs=1e-6) for a, b in zip(segs, segs[1:]))

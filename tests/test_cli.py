@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def manta(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "actors.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "actors.cli.main", *args], capture_output=True,
                           text=True, timeout=timeout, env=env)
 
 

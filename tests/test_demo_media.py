@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from manta_models.tts import demo_speaker
-from streaming.demo import DEMO_SCRIPT, DemoMedia, ensure_demo_media
+from streaming.tools.demo import DEMO_SCRIPT, DemoMedia, ensure_demo_media
 
 GAP_S = 0.8  # make_demo_media's default, used by ensure_demo_media
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from actors import evaluation
-from actors.cli import CliError, main
-from streaming.evaluate import (TYPES, EvalReport, QuestionError, answer_match, error_result,
+from actors.cli import evaluation
+from actors.cli.main import CliError, main
+from streaming.tools.evaluate import (TYPES, EvalReport, QuestionError, answer_match, error_result,
                                 normalise, parse_question, parse_questions, percentile, score,
                                 stream_slug, time_scores)
 

@@ -1,4 +1,4 @@
-"""Backpressure policy (streaming.governor): pure logic, no models."""
+"""Backpressure policy (streaming.ingest.governor): pure logic, no models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streaming.governor import Governor, levels
+from streaming.ingest.governor import Governor, levels
 
 
 def test_the_ladder_sheds_frames_then_ocr_then_asr_size():
@@ -74,7 +74,7 @@ def test_levels_stay_on_the_ladder_and_history_is_bounded(backlogs):
 def test_manta_status_shows_what_a_degraded_stream_sheds():
     from rich.console import Console
 
-    from actors.client import status_table
+    from actors.cli.client import status_table
     from actors.directory import totals
 
     ladder = levels(1.0, 2.0, False)

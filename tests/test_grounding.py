@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streaming import grounding as g
-from streaming.baseline import FixedChunks
+from streaming.answer import grounding as g
+from streaming.search.baseline import FixedChunks
 from streaming.records import Evidence, MicroSegment, ShownText, Word
-from streaming.retrieve import RetrievalPlan, wall_window
+from streaming.search.retrieve import RetrievalPlan, wall_window
 
 
 def words(*items):
@@ -148,7 +148,7 @@ def test_answer_span_is_where_the_answer_words_are_dense():
 
 
 def test_phrase_in_the_question_prefers_the_text_that_says_it_verbatim():
-    from streaming.rerank import Candidate, rerank
+    from streaming.answer.rerank import Candidate, rerank
 
     a = Candidate(Evidence("p", 13.0, 16.4, "I'm Sinbad the sailor So hearty and hale", 0.55, "shown", "subtitle"))
     b = Candidate(Evidence("p", 57.7, 60.0, "Sinbad t the sailor!", 0.58, "shown", "subtitle"))

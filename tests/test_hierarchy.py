@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streaming.density import Density, DensityScorer, DensityWeights, content_entropy
-from streaming.hierarchy import Child, Deduper, Hierarchy, LevelBuilder, summarise
+from streaming.memory.density import Density, DensityScorer, DensityWeights, content_entropy
+from streaming.memory.hierarchy import Child, Deduper, Hierarchy, LevelBuilder, summarise
 from streaming.records import MicroSegment, Word
+from streaming.search.view import StreamView
 
 
 @st.composite
@@ -155,9 +156,9 @@ def test_composed_stream_repeats_collapse_and_the_rare_sentence_keeps_its_time(t
     """Real recorded speech through PyAV, Whisper base and MiniLM: a sentence repeated twelve times
     (a station's sign-off) around one rare sentence (Kennedy's), each after a pause."""
     from manta_models.loader import ModelSet
-    from streaming.pipeline import StreamPipeline
+    from streaming.ingest.pipeline import StreamPipeline
     from streaming.settings import Settings
-    from streaming.sources import parse_source
+    from streaming.source.media import parse_source
 
     path, _, spans, rare_at = composed_signoffs(tmp_path)
     settings = Settings(data_dir=tmp_path)
@@ -166,7 +167,7 @@ def test_composed_stream_repeats_collapse_and_the_rare_sentence_keeps_its_time(t
     pipe.start()
     assert pipe.join(timeout=300) and pipe.status.state == "finished", pipe.status.last_error
 
-    segs = pipe.segments()
+    segs = StreamView.of(pipe).segments()
     repeats = [s for s in segs if "young man" in s.text.lower()]
     reps = [s for s in repeats if s.merged_into is None]
     # Every one of the twelve sign-offs is heard, and none twice (Whisper used to skip speech that
@@ -188,14 +189,14 @@ def test_composed_stream_repeats_collapse_and_the_rare_sentence_keeps_its_time(t
     assert covered == sorted((s.t0, s.t1) for s in repeats)  # every occurrence's span is kept
     # Each kept span lies on a true repetition (or just after it: Whisper can echo a sentence's tail).
     assert all(any(a < t1 + 3.0 and b > t0 for t0, t1 in spans) for a, b in covered), (covered, spans)
-    best = pipe.evidence(pipe.embedder.encode(["he was not an ill disposed young man"])[0], 3,
+    best = StreamView.of(pipe).evidence(pipe.embedder.encode(["he was not an ill disposed young man"])[0], 3,
                          kinds={"speech"})
     top = next(r for r in reps if r.t0 == best[0].start)
     assert "young man" in best[0].text.lower()
     assert len(best[0].also) == len([s for s in repeats if s.merged_into == top.seq]) >= 2  # all its times
     assert len([e for e in best if "young man" in e.text.lower()]) <= len(reps)  # repeats are not listed
 
-    hit = pipe.evidence(pipe.embedder.encode(["ask not what your country can do for you"])[0], 1,
+    hit = StreamView.of(pipe).evidence(pipe.embedder.encode(["ask not what your country can do for you"])[0], 1,
                         kinds={"speech"})[0]
     assert "country" in hit.text.lower() and rare_at - 0.5 <= hit.start <= rare_at + 11.0, (hit, rare_at)
     # The rare sentence is never merged away: its pieces stay representatives, and only an exact

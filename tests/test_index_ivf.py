@@ -13,9 +13,9 @@ import faiss
 import numpy as np
 import pytest
 
-from streaming import index as index_module
-from streaming.index import NPROBE, SegmentIndex, nlist_for
-from streaming.ivf_lists import list_ids
+from streaming.memory import index as index_module
+from streaming.memory.index import NPROBE, SegmentIndex, nlist_for
+from streaming.memory.ivf_lists import list_ids
 from streaming.records import MicroSegment
 
 from conftest import run_threads

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from conftest import free_port, media, normalise
-from streaming import broadcast
+from streaming.tools import broadcast
 from streaming.records import AudioChunk, VideoFrame
-from streaming.rtsp_relay import RtspRelay
-from streaming.sources import MediaSource, SourceError, parse_source
+from streaming.tools.rtsp_relay import RtspRelay
+from streaming.source.media import MediaSource, SourceError, parse_source
 
 pytestmark = pytest.mark.timeout(90)  # every wait below is bounded; this catches what is not
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from manta_models import llm
-from manta_models.llm import ModelError, load_answer_model
+from manta_models.answering import llm
+from manta_models.answering.llm import ModelError, load_answer_model
 from streaming.settings import Settings
 
 from conftest import free_port, run_threads

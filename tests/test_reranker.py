@@ -8,16 +8,16 @@ from __future__ import annotations
 import pytest
 
 from manta_models.packaged import ModelError
-from manta_models.reranker import CrossEncoder
+from manta_models.answering.reranker import CrossEncoder
 from streaming.records import Evidence
-from streaming.rerank import Candidate, rerank
+from streaming.answer.rerank import Candidate, rerank
 
 
 @pytest.fixture(scope="module")
 def tiny_reranker(tmp_path_factory):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from manta_models.embed import resolve_embedder
+    from manta_models.perception.embed import resolve_embedder
 
     folder = tmp_path_factory.mktemp("tiny-cross-encoder")
     tokenizer = AutoTokenizer.from_pretrained(resolve_embedder("minilm"), local_files_only=True)

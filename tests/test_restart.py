@@ -24,10 +24,11 @@ import httpx
 import pytest
 
 from actors.directory import StreamDirectory, read_checkpoint_info, saved_streams
-from actors.runtime import JsonFormatter
+from actors.logs import JsonFormatter
 from conftest import Api, free_port, media, normalise
 from streaming.settings import Settings
-from streaming.store import Checkpoint, StreamStore
+from streaming.memory.store import Checkpoint, StreamStore
+from streaming.search.view import StreamView
 
 ROOT = Path(__file__).resolve().parents[1]
 JFK_QUESTION = "What does the speaker ask of his fellow Americans?"
@@ -104,7 +105,7 @@ def test_a_resumed_stream_whose_file_is_gone_fails_clearly_and_keeps_what_it_ind
     and the segments it had committed stay searchable; nothing is padded onto them."""
     from actors.stream_actor import resume_pipeline, saved_spec
     from manta_models.loader import ModelSet
-    from streaming.pipeline import StreamPipeline
+    from streaming.ingest.pipeline import StreamPipeline
     from streaming.records import MicroSegment, Word
 
     settings = Settings(asr_model="tiny.en", visual_model="off", ocr="off", stream_model="off")
@@ -126,8 +127,8 @@ def test_a_resumed_stream_whose_file_is_gone_fails_clearly_and_keeps_what_it_ind
     snap = pipe.snapshot()
     assert snap["state"] == "failed" and "No such file" in snap["last_error"], snap
     assert any("source no longer available" in n for n in snap["notes"])
-    assert [(s.seq, s.text) for s in pipe.segments()] == [(0, texts[0]), (1, texts[1])]
-    assert [s.text for s, _ in pipe.search(vectors[1], 1)] == [texts[1]]
+    assert [(s.seq, s.text) for s in StreamView.of(pipe).segments()] == [(0, texts[0]), (1, texts[1])]
+    assert [s.text for s, _ in StreamView.of(pipe).search(vectors[1], 1)] == [texts[1]]
     on_disk = store.load("gone")
     assert [s.seq for s in on_disk.segments] == [0, 1]  # no quiet segments up to the old 30 s
     assert on_disk.checkpoint.resume_t == 6.0 and on_disk.checkpoint.info["state"] == "failed"
@@ -179,7 +180,7 @@ class MantaUp:
         self.err = log_dir / f"manta-up-{tag}.err"
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "actors.cli", "up", "--port", str(self.port), "--asr-model", "tiny.en"],
+                [sys.executable, "-m", "actors.cli.main", "up", "--port", str(self.port), "--asr-model", "tiny.en"],
                 cwd=ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         self.ray: dict[int, str] = {}
         self.api = Api(f"http://127.0.0.1:{self.port}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from streaming.retention import RetentionPolicy
+from streaming.memory.retention import RetentionPolicy
 from streaming.settings import Settings
+from streaming.search.view import StreamView
 
 from test_hierarchy import composed_signoffs
 
@@ -36,9 +37,9 @@ def test_settings_validate_retention() -> None:
 
 
 def _run(path: str, settings: Settings, models):
-    from streaming.pipeline import StreamPipeline
-    from streaming.sources import parse_source
-    from streaming.store import StreamStore
+    from streaming.ingest.pipeline import StreamPipeline
+    from streaming.source.media import parse_source
+    from streaming.memory.store import StreamStore
 
     store = StreamStore(settings.data_dir / "c.sqlite")
     pipe = StreamPipeline("c", "c", parse_source(path), settings, models.for_stream, store=store)
@@ -51,7 +52,7 @@ def _run(path: str, settings: Settings, models):
 def _answers(pipe, texts):
     out = []
     for text in texts:
-        ev = pipe.evidence(pipe.embedder.encode([text])[0], 3, kinds={"speech"})
+        ev = StreamView.of(pipe).evidence(pipe.embedder.encode([text])[0], 3, kinds={"speech"})
         out.append([(e.start, e.end, e.text, round(e.score, 5), e.also) for e in ev])
     return out
 
@@ -61,9 +62,9 @@ def test_age_retention_keeps_the_newest_whole_macros_and_every_repeat_findable(t
     """Real speech through PyAV, Whisper base, MiniLM and FAISS, with short levels (meso 6 s,
     macro 12 s) and 30 s of retention, checked every 5 s of media."""
     from manta_models.loader import ModelSet
-    from streaming.pipeline import StreamPipeline
-    from streaming.sources import parse_source
-    from streaming.store import StreamStore
+    from streaming.ingest.pipeline import StreamPipeline
+    from streaming.source.media import parse_source
+    from streaming.memory.store import StreamStore
 
     path, length, _, _ = composed_signoffs(tmp_path)
     s = Settings(data_dir=tmp_path / "data", meso_min_s=6, meso_target_s=6, meso_max_s=6, macro_min_s=12,
@@ -71,7 +72,7 @@ def test_age_retention_keeps_the_newest_whole_macros_and_every_repeat_findable(t
     models = ModelSet(s)
     pipe, store = _run(path, s, models)
     cut = pipe.retention.cut
-    held = pipe.segments()
+    held = StreamView.of(pipe).segments()
     assert cut is not None and held[0].seq == cut.seq and held[0].t0 == cut.t
     assert length - 30 - 12 - 6 <= cut.t <= length - 30  # whole macros: at most one more than needed
     macros = pipe.levels.parents("macro")
@@ -118,5 +119,5 @@ def test_a_disk_budget_bounds_the_stream_file(tmp_path) -> None:
     assert pipe.retention.cut is not None and pipe.retention.dropped > 0
     # After the last check the file may have grown by at most one check's worth (5 s of 67).
     assert store.nbytes <= budget * 1.25, store.nbytes
-    assert pipe.segments()[-1].t1 >= length - 3.0  # the newest is always kept
+    assert StreamView.of(pipe).segments()[-1].t1 >= length - 3.0  # the newest is always kept
     store.close()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actors.app import build_app
-from actors.runtime import CLOSED_PROXY
+from actors.serve.app import build_app
+from actors.logs import CLOSED_PROXY
 from streaming.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def test_every_ray_process_routes_http_to_a_closed_loopback_port(service):
 def test_serve_config_builds_the_app():
     doc = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     app_cfg = doc["applications"][0]
-    assert app_cfg["import_path"] == "actors.app:build_app"
+    assert app_cfg["import_path"] == "actors.serve.app:build_app"
     assert build_app(app_cfg["args"]) is not None
     settings = Settings.load(app_cfg["args"]["settings"])
     assert settings.asr_model == "base" and settings.micro_target_s == 3.0

@@ -1,4 +1,4 @@
-"""Shot-cut detection (streaming.scenes): real clips from ../shared/media decoded frame by frame, plus
+"""Shot-cut detection (streaming.source.scenes): real clips from ../shared/media decoded frame by frame, plus
 synthetic frames for the cases the clips do not pin down (flashes, exact cut frame, restarts)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from streaming.scenes import FLASH_FRAMES, THUMB_H, THUMB_W, SceneDetector, ShotCut, thumbnail
+from streaming.source.scenes import FLASH_FRAMES, THUMB_H, THUMB_W, SceneDetector, ShotCut, thumbnail
 
 from conftest import media
 

@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 
-from streaming.intent import parse_question
-from streaming.item_index import TimedIndex
-from streaming.screen_text import ReadGate, ScreenTextTracker, TextBlock, grey_thumb, group_lines, same_text
-from manta_models.ocr import OcrLine
+from streaming.question.intent import parse_question
+from streaming.memory.item_index import TimedIndex
+from streaming.ingest.screen_text import ReadGate, ScreenTextTracker, TextBlock, grey_thumb, group_lines, same_text
+from manta_models.perception.ocr import OcrLine
 
 
 def frame(value: int = 0, h: int = 360, w: int = 640) -> np.ndarray:
@@ -164,9 +164,9 @@ def test_parse_question_override_and_validation():
 def test_a_title_shown_again_and_again_is_one_answer_with_all_its_times():
     """Real MiniLM embeddings: a title card coming back five times (with OCR noise once) between
     other captions is one search result carrying every span; a different number is other text."""
-    from manta_models.embed import TextEmbedder
+    from manta_models.perception.embed import TextEmbedder
     from streaming.records import SubtitleCue
-    from streaming.visual import VisualStage
+    from streaming.ingest.visual import VisualStage
 
     embedder = TextEmbedder()
     stage = VisualStage(embedder.encode, embedder.dim)
@@ -190,7 +190,7 @@ def test_a_title_shown_again_and_again_is_one_answer_with_all_its_times():
     item, _, also = stage.search(query, 1, 100.0, 200.0, {"subtitle"})[0]
     assert sorted([(item.t0, item.t1), *also]) == [(120.0, 124.0), (180.0, 184.0)]
     # The answer names every time it came back.
-    from streaming.answer import clock, quote
+    from streaming.answer.extractive import clock, quote
     from streaming.records import Evidence
 
     item, score, also = hits[0]
@@ -200,7 +200,7 @@ def test_a_title_shown_again_and_again_is_one_answer_with_all_its_times():
 
 
 def test_words_the_recogniser_ran_together_are_split_but_brand_names_are_not():
-    from manta_models.ocr import split_joined
+    from manta_models.perception.ocr import split_joined
 
     assert split_joined("Karl MarxFriedrich Engels") == "Karl Marx Friedrich Engels"
     assert split_joined("YouTube McDonald iPhone THE PEACH") == "YouTube McDonald iPhone THE PEACH"

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manta_models.embed import TextEmbedder
-from streaming.index import SegmentIndex
+from manta_models.perception.embed import TextEmbedder
+from streaming.memory.index import SegmentIndex
 from streaming.records import MicroSegment, Word
-from streaming.segmenter import MicroSegmenter
+from streaming.ingest.segmenter import MicroSegmenter
 
 from conftest import run_threads
 

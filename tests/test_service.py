@@ -49,7 +49,7 @@ def test_manifesto_spectre_span(service):
 
 
 def test_live_udp_answerable_while_still_sending(service):
-    from streaming.replay import ReplayLog, replay
+    from streaming.tools.replay import ReplayLog, replay
 
     port = free_port(kind=2)  # SOCK_DGRAM
     sid = service.add(f"udp://127.0.0.1:{port}", name="live-udp")

@@ -1,7 +1,7 @@
 """A long run: two hours of an accelerated stream through the real pipeline, memory stays flat.
 
 Real PyAV, Silero VAD, Whisper tiny.en, MiniLM, FAISS and SQLite in this process. The stream is
-silence with JFK's 11 s clip every 5 minutes (streaming.soak), read as fast as it goes, so two
+silence with JFK's 11 s clip every 5 minutes (streaming.tools.soak), read as fast as it goes, so two
 hours of media take a few minutes; every stage still runs on every second of it.
 """
 
@@ -14,11 +14,12 @@ import pytest
 
 from conftest import media, normalise
 from manta_models.loader import ModelSet
-from streaming.pipeline import StreamPipeline
+from streaming.ingest.pipeline import StreamPipeline
 from streaming.settings import Settings
-from streaming.soak import make_soak_audio
-from streaming.sources import parse_source
-from streaming.store import StreamStore
+from streaming.tools.soak import make_soak_audio
+from streaming.source.media import parse_source
+from streaming.memory.store import StreamStore
+from streaming.search.view import StreamView
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,7 @@ def test_two_hours_of_media_keep_memory_flat_and_lose_nothing(tmp_path):
     assert later and max(later) - first_hour < 80, rss
 
     # Nothing lost: every clip was transcribed once, at its time; segments cover the two hours.
-    segs = pipe.segments()
+    segs = StreamView.of(pipe).segments()
     # (the last quiet stretch shorter than a micro segment has nothing to index)
     assert segs[0].t0 == 0.0 and HOURS * 3600 - settings.micro_target_s <= segs[-1].t1 <= HOURS * 3600
     # In order, never overlapping; speech segments start and end on words, so the quiet before a

@@ -16,7 +16,7 @@ import pytest
 from conftest import free_port, media, normalise
 from faults import AUDIO_RATE, PTS_HZ, PTS_WRAP, FaultSender, Part, load_audio, pes_pts, wait_bound
 from streaming.records import AudioChunk, Gap, VideoFrame
-from streaming.sources import MediaSource, parse_source
+from streaming.source.media import MediaSource, parse_source
 
 pytestmark = pytest.mark.slow
 

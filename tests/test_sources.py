@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from streaming.records import SAMPLE_RATE, AudioChunk, SubtitleCue, VideoFrame
-from streaming.sources import (
+from streaming.source.media import (
     LIVE_SCHEMES,
     MAX_FRAME_WIDTH,
     MediaSource,
@@ -318,7 +318,7 @@ def test_dead_udp_source_fails_within_open_timeout() -> None:
 def test_a_resumed_live_source_waits_out_a_sender_that_is_down() -> None:
     """After a restart, a live stream whose sender is not back yet keeps trying (backoff, a gap
     recorded) and goes on from its old media time once packets come, instead of failing."""
-    from streaming.replay import replay
+    from streaming.tools.replay import replay
 
     port = _free_udp_port()
     gaps = []

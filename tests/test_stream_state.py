@@ -13,12 +13,12 @@ import pytest
 
 from conftest import media, normalise
 from manta_models.loader import ModelSet
-from manta_models.stream_model import StreamStepper, load_stream_model
-from streaming.pipeline import StreamPipeline
+from manta_models.statespace.stream_model import StreamStepper, load_stream_model
+from streaming.ingest.pipeline import StreamPipeline
 from streaming.records import AudioChunk, VideoFrame
 from streaming.settings import Settings
-from streaming.sources import MediaSource, parse_source
-from streaming.store import StreamStore
+from streaming.source.media import MediaSource, parse_source
+from streaming.memory.store import StreamStore
 
 POPEYE_P1_CUTS = [12.375, 27.375, 40.083]  # ../shared/media/README.md (ffmpeg scene > 0.3)
 
@@ -118,7 +118,7 @@ def test_a_killed_stream_actor_resumes_its_exact_state_and_loses_nothing(service
 
 def test_visual_items_and_frames_survive_a_reload_and_what_follows_the_checkpoint_is_seen_again(tmp_path):
     from streaming.records import LabelSpan, SeenLabels, ShownText
-    from streaming.store import Checkpoint
+    from streaming.memory.store import Checkpoint
 
     store = StreamStore(tmp_path / "v.sqlite")
     vec = np.ones(4, dtype=np.float32) / 2

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import media, normalise
 from streaming import records
-from streaming.subtitles import SubtitleCue, SubtitleTrack, subtitle_streams
+from streaming.source.subtitles import SubtitleCue, SubtitleTrack, subtitle_streams
+from streaming.search.view import StreamView
 
 MS = fractions.Fraction(1, 1000)
 
@@ -294,9 +295,9 @@ def test_text_subtitle_track_is_searchable_as_shown_next_to_speech(tmp_path):
     """End to end in one process (real PyAV, Whisper tiny.en, MiniLM): captions carried in an MKV
     answer as subtitles with their cue times, while speech from the same file still answers."""
     from manta_models.loader import ModelSet
-    from streaming.pipeline import StreamPipeline
+    from streaming.ingest.pipeline import StreamPipeline
     from streaming.settings import Settings
-    from streaming.sources import parse_source
+    from streaming.source.media import parse_source
 
     video = media("manifesto_audiobook_titlecard.mp4")
     out = mux_with_subtitles(video, media("manifesto_audiobook_titlecard.autocaptions.srt"), tmp_path / "m.mkv")
@@ -306,10 +307,10 @@ def test_text_subtitle_track_is_searchable_as_shown_next_to_speech(tmp_path):
     pipe.start()
     assert pipe.join(timeout=180) and pipe.status.state == "finished", pipe.status.last_error
     question = pipe.embedder.encode(["a spectre is haunting europe"])[0]
-    (cue,) = pipe.evidence(question, 1, kinds={"subtitle"})
+    (cue,) = StreamView.of(pipe).evidence(question, 1, kinds={"subtitle"})
     assert (cue.modality, cue.kind) == ("shown", "subtitle")
     assert "preamble a spectre is haunting europe" in cue.text.lower()
     assert cue.start == pytest.approx(19.039, abs=0.05) and cue.end == pytest.approx(22.96, abs=0.05)
-    (said,) = pipe.evidence(question, 1, kinds={"speech"})
+    (said,) = StreamView.of(pipe).evidence(question, 1, kinds={"speech"})
     assert said.kind == "speech" and "haunting europe" in said.text.lower() and said.start < 25.0
     assert pipe.snapshot()["visual"]["subtitle_cues"] >= 30

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streaming.timeline import (
+from streaming.source.timeline import (
     FILE_JUMP_S,
     LIVE_AHEAD_S,
     LIVE_BACK_S,

@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from manta_models.asr import WhisperASR
+from manta_models.perception.asr import WhisperASR
 from manta_models.tts import DEMO_VOICE, DEMO_WPM, synthesize
 from streaming.records import SAMPLE_RATE, AudioChunk, Word
-from streaming.sources import MediaSource, parse_source
-from streaming.transcript import IncrementalTranscriber
+from streaming.source.media import MediaSource, parse_source
+from streaming.ingest.transcript import IncrementalTranscriber
 
 from conftest import media
 LIVE = dict(max_buffer_s=8.0, min_piece_s=1.5)  # the live profile (settings.asr_live_*)

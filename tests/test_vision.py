@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from manta_models.packaged import ModelError
-from manta_models.vision import FrameLabels, VisualEmbedder
+from manta_models.perception.vision import FrameLabels, VisualEmbedder
 
 from conftest import media
 

@@ -109,7 +109,7 @@ def frames() -> list[np.ndarray]:
 def test_encoder_vectors(models, kind, dim):
     """Loading and inference PLUMBING with a tiny random model, not quality: shapes, unit norms, determinism,
     distinct frames -> distinct vectors, and text vectors in the same space."""
-    from manta_models.clip import ClipEncoder
+    from manta_models.perception.clip import ClipEncoder
 
     enc = ClipEncoder(models[kind])
     assert enc.dim == dim
@@ -132,7 +132,7 @@ def test_encoder_vectors(models, kind, dim):
 
 def test_encoder_rejects_bad_inputs(models):
     """Input validation PLUMBING with a tiny random model, not quality: wrong frames and texts raise ValueError."""
-    from manta_models.clip import ClipEncoder
+    from manta_models.perception.clip import ClipEncoder
 
     enc = ClipEncoder(models["clip"])
     for bad in [np.zeros((32, 32, 3), np.uint8), [np.zeros((32, 32), np.uint8)], [np.zeros((8, 8, 3))]]:
@@ -147,7 +147,7 @@ def test_encoder_rejects_bad_inputs(models):
 def test_captioner(models, kind):
     """Loading and generation PLUMBING with a tiny random model, not quality: one stripped string per frame,
     for an image-only captioner (BLIP) and a chat VLM driven through its chat template (LLaVA)."""
-    from manta_models.captioner import Captioner
+    from manta_models.perception.captioner import Captioner
 
     cap = Captioner(models[kind])
     out = cap.caption(frames(), max_new_tokens=5)
@@ -163,8 +163,8 @@ def test_captioner(models, kind):
 def test_clear_model_errors(models, tmp_path):
     """Loading PLUMBING with tiny random models, not quality: a missing folder, a folder without config.json
     and a folder holding the wrong kind of model each raise ModelError saying so."""
-    from manta_models.captioner import Captioner
-    from manta_models.clip import ClipEncoder
+    from manta_models.perception.captioner import Captioner
+    from manta_models.perception.clip import ClipEncoder
 
     (tmp_path / "empty").mkdir()
     for cls in (ClipEncoder, Captioner):
@@ -184,10 +184,10 @@ def test_clear_model_errors(models, tmp_path):
 def test_backends_plug_into_a_streams_visual_stage(models):
     """Plumbing with tiny random models, not quality: a CLIP backend makes sampled frames searchable by
     text (evidence kind "frame"), a captioner adds searchable captions, both with their media times."""
-    from manta_models.captioner import Captioner
-    from manta_models.clip import ClipEncoder
+    from manta_models.perception.captioner import Captioner
+    from manta_models.perception.clip import ClipEncoder
     from streaming.records import VideoFrame
-    from streaming.visual import VisualStage
+    from streaming.ingest.visual import VisualStage
 
     def embed(texts):  # stands in for MiniLM, which is not what this test is about
         out = np.zeros((len(texts), 8), np.float32)

@@ -1,0 +1,59 @@
+"""The leaf every Ray process of ours imports first: structured logs and the process environment.
+
+Kept apart from runtime.py (which starts Ray and deploys the app, and so imports the Serve app) so a
+stream actor or a Serve replica can configure itself without importing the code that deploys it.
+
+Ray's dashboard process probes cloud metadata addresses at start, so the environment a local Ray
+inherits routes all HTTP through a closed loopback port (gRPC ignores proxies; loopback is exempt).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+CLOSED_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, so nothing leaves
+LOCAL_ENV = {
+    "http_proxy": CLOSED_PROXY, "HTTP_PROXY": CLOSED_PROXY,
+    "https_proxy": CLOSED_PROXY, "HTTPS_PROXY": CLOSED_PROXY,
+    "no_proxy": "localhost,127.0.0.1,::1", "NO_PROXY": "localhost,127.0.0.1,::1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # Ray's single-machine mode: keep every Ray address on 127.0.0.1 (otherwise Ray swaps loopback
+    # for the interface address it finds by routing towards 8.8.8.8).
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+}
+# Models come from installed packages; any hub lookup would be a bug, so make it fail fast.
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
+}
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+                 "logger": record.name, "msg": record.getMessage()}
+        fields = getattr(record, "fields", None)  # log.info(..., extra={"fields": {...}})
+        if isinstance(fields, dict):
+            entry.update({k: v for k, v in fields.items() if k not in entry})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Structured (JSON lines) logs for Manta's own loggers, on stderr."""
+    logger = logging.getLogger("manta")
+    if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def prepare_environment(local: bool) -> None:
+    os.environ.update(OFFLINE_ENV)
+    if local:
+        os.environ.update(LOCAL_ENV)

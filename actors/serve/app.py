@@ -1,0 +1,396 @@
+"""The Ray Serve application: Manta's HTTP API.
+
+Deploy with ``manta up`` or ``serve run serve_config.yaml`` (import path ``actors.serve.app:build_app``).
+Per-stream state lives in the stream actors; this deployment only validates requests, embeds
+questions, fans searches out to the streams and merges what comes back.
+"""
+
+
+import asyncio
+import base64
+import binascii
+import functools
+import io
+import json
+import logging
+import threading
+from pathlib import PurePosixPath
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from ray import serve
+
+from streaming.answer.extractive import extractive_answer, merge_evidence
+from streaming.settings import Settings
+from streaming.source.media import SourceError, open_container, parse_source
+
+from actors.serve.answerer import Answerer
+from actors.directory import STOP_TIMEOUT_S, StreamDirectory, totals, wait_ref
+from actors.serve.openai_compat import ChatRequest, ChunkWriter, completion
+from actors.serve.fanout import Ask, QueryEngine, UnknownStreams
+from actors.logs import configure_logging, prepare_environment
+
+log = logging.getLogger("manta.app")
+api = FastAPI(title="Manta", version="0.1.0",
+              description="Ask questions about live and recorded video streams.")
+
+
+class StreamRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(..., min_length=1, max_length=4096, description="path or URL")
+    name: str | None = Field(None, max_length=63)
+    pace: Literal["fast", "realtime"] | None = Field(
+        None, description="recorded files only: 'realtime' replays at broadcast speed")
+
+
+class SimilarRequest(BaseModel):
+    """Frames like an example: one a stream showed (``stream`` + ``at``) or an uploaded ``image``."""
+
+    model_config = ConfigDict(extra="forbid")
+    stream: str | None = Field(None, min_length=1, max_length=63)
+    at: float | None = Field(None, ge=0, description="media seconds of the example frame")
+    image: str | None = Field(None, max_length=14_000_000, description="base64 PNG or JPEG (<= 10 MB)")
+    streams: list[str] | None = Field(None, max_length=1000, description="where to look (default all)")
+    k: int = Field(10, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one_example(self):
+        if (self.image is None) == (self.stream is None):
+            raise ValueError("give either 'image' or 'stream' with 'at'")
+        if self.stream is not None and self.at is None:
+            raise ValueError("'at' (media seconds) is required with 'stream'")
+        return self
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(..., max_length=2000)
+    streams: list[str] | None = Field(None, max_length=1000)
+    start: float | None = Field(None, ge=0, description="media seconds")
+    end: float | None = Field(None, ge=0, description="media seconds")
+    k: int | None = Field(None, ge=1, le=100, description="evidence items to return")
+    level: Literal["micro", "meso", "macro"] = Field(
+        "micro", description="micro segments (≈3 s), or meso (≈30 s) / macro (≈180 s) summaries")
+    modality: Literal["any", "said", "shown", "seen"] | None = Field(
+        None, description="said (speech), shown (on-screen text, subtitles), seen (picture); "
+                          "None guesses from the question")
+    wall_start: float | None = Field(None, ge=0, description="epoch seconds: ingested at or after")
+    wall_end: float | None = Field(None, ge=0, description="epoch seconds: ingested at or before")
+    retrieval: Literal["manta", "baseline"] = Field(
+        "manta", description="baseline: fixed 30 s chunks, one level, dense top-k (for comparison)")
+    generate: bool = Field(True, description="false: answer with the best quote, no answer model")
+    stream: bool = Field(False, description="true: Server-Sent Events (evidence, token…, done)")
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("question must not be empty")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _span(self):
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError("end must not be before start")
+        if self.wall_start is not None and self.wall_end is not None and self.wall_end < self.wall_start:
+            raise ValueError("wall_end must not be before wall_start")
+        return self
+
+    def ask(self) -> Ask:
+        return Ask(self.question, self.streams, self.start, self.end, self.wall_start, self.wall_end,
+                   self.k, self.modality, self.retrieval, self.generate)
+
+
+def sse(event: str, data) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+# Helpers sit above the deployment: Serve ships the class by value and resolves names there.
+def decode_image(image_b64: str):
+    """An uploaded base64 PNG/JPEG as an H x W x 3 uint8 RGB array; ValueError says what is wrong."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        raw = base64.b64decode(image_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("'image' is not valid base64") from None
+    if len(raw) > 10 * 1024 * 1024:
+        raise ValueError("'image' is larger than 10 MB")
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            if img.width * img.height > 40_000_000:
+                raise ValueError(f"'image' is {img.width}x{img.height}: too many pixels")
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError):
+        raise ValueError("'image' is not a PNG or JPEG picture") from None
+
+
+def _probe_file(spec, settings: Settings) -> None:
+    open_container(spec, settings.open_timeout_s, settings.read_timeout_s).close()
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+@serve.ingress(api)
+class MantaApi:
+    def __init__(self, settings: dict[str, Any] | None = None, restore: bool = True, answerer=None):
+        prepare_environment(local=False)
+        configure_logging()
+        from manta_models.perception.embed import TextEmbedder
+
+        self.settings = Settings.load(settings)
+        self.streams = StreamDirectory(self.settings)
+        if restore:
+            # Streams saved in data_dir come back (resumed or just searchable) before the first
+            # request, so a name restored here is taken (409), as it was before the restart. Every
+            # replica does this; actor names are unique, so each stream is restored once.
+            try:
+                self.streams.restore_saved()
+            except Exception:  # noqa: BLE001 - the API must come up even if the scan fails
+                log.exception("restoring saved streams failed")
+        self.embedder = TextEmbedder(self.settings.embed_model, threads=self.settings.torch_threads)
+        # Monitoring dashboards re-ask the same questions on a timer: embed each text once.
+        self._question_vector = functools.lru_cache(maxsize=1024)(self._embed)
+        self._vision = None
+        self._vision_lock = threading.Lock()
+        cross = None
+        if self.settings.rerank_model:
+            from manta_models.answering.reranker import CrossEncoder
+
+            cross = CrossEncoder(self.settings.rerank_model, threads=self.settings.torch_threads)
+        self.engine = QueryEngine(self.settings, self.streams, self._embed_async, answerer, cross)
+
+    async def _embed_async(self, text: str):
+        return await run_in_threadpool(self._question_vector, text)
+
+    def _embed(self, question: str):
+        vector = self.embedder.encode([question])[0]
+        vector.setflags(write=False)  # shared by every later request for the same text
+        return vector
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        from actors.metrics import metrics_url
+
+        return {"ok": True, "streams": len(await self.streams.ids()),
+                "metrics_url": await run_in_threadpool(metrics_url)}
+
+    @api.post("/v1/streams", status_code=201)
+    async def add_stream(self, req: StreamRequest) -> dict:
+        try:
+            spec = parse_source(req.source)
+        except SourceError as exc:
+            raise HTTPException(400, detail=str(exc)) from None
+        if not spec.live:  # a file that is not media is reported now, not as a failed stream later
+            try:
+                await run_in_threadpool(_probe_file, spec, self.settings)
+            except SourceError as exc:
+                raise HTTPException(422, detail=str(exc)) from None
+        hint = PurePosixPath(spec.uri).stem if not spec.live else (urlparse(spec.uri).hostname or "")
+        try:
+            stream_id = await self.streams.create(req.name, req.source, hint, pace=req.pace)
+        except ValueError as exc:
+            raise HTTPException(400, detail=str(exc)) from None
+        except KeyError as exc:
+            raise HTTPException(409, detail=exc.args[0]) from None
+        return {"id": stream_id, "status_url": f"/v1/streams/{stream_id}"}
+
+    @api.get("/v1/streams")
+    async def list_streams(self) -> dict:
+        statuses = await self.streams.statuses()
+        return {"streams": statuses, "total": totals(statuses)}
+
+    @api.get("/v1/streams/{stream_id}")
+    async def get_stream(self, stream_id: str) -> dict:
+        await self._known(stream_id)
+        return await self.streams.status(stream_id)
+
+    @api.get("/v1/streams/{stream_id}/segments")
+    async def get_segments(self, stream_id: str, start: float | None = Query(None, ge=0),
+                           end: float | None = Query(None, ge=0),
+                           limit: int = Query(1000, ge=1, le=10000)) -> dict:
+        handle = await self._known(stream_id)
+        segs = await asyncio.wait_for(handle.segments.remote(start, end, limit),
+                                      self.settings.query_timeout_s)
+        return {"stream": stream_id, "segments": segs}
+
+    @api.delete("/v1/streams/{stream_id}")
+    async def stop_stream(self, stream_id: str, remove: bool = Query(
+            False, description="also forget the stream: end its actor and delete its data")) -> dict:
+        handle = await self._known(stream_id)
+        if remove:
+            return await self.streams.remove(stream_id)
+        try:
+            return await asyncio.wait_for(wait_ref(handle.stop.remote()), STOP_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise HTTPException(504, detail=f"stream {stream_id} did not stop within "
+                                f"{STOP_TIMEOUT_S:g} s; DELETE with ?remove=true ends its actor") from None
+
+    @api.post("/v1/query")
+    async def query(self, req: QueryRequest):
+        """Answer a question from every (or the given) stream: a sentence from the answer model
+        grounded in the chosen evidence, its citations, the evidence, and per-stage timings. With
+        ``stream: true`` the same arrives as Server-Sent Events: ``evidence`` first, ``token``
+        events while the model writes, then ``done`` with the whole answer."""
+        if req.level != "micro":
+            return await self._level_query(req)
+        ask = req.ask()
+        if not req.stream:
+            try:
+                return await self.engine.answer(ask)
+            except UnknownStreams as exc:
+                raise HTTPException(404, detail=exc.args[0]) from None
+        events = self.engine.run(ask)
+        try:  # the first event comes after the streams answered: unknown ones are a 404 still
+            first = await events.__anext__()
+        except UnknownStreams as exc:
+            raise HTTPException(404, detail=exc.args[0]) from None
+
+        async def body():
+            yield sse(*first)
+            async for kind, payload in events:
+                yield sse(kind, {"text": payload} if kind == "token" else payload)
+        return StreamingResponse(body(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(self, req: ChatRequest):
+        """OpenAI-compatible: the last user message is the question; ``streams`` (extra field)
+        picks the streams. Citations and evidence come back under ``manta``."""
+        try:
+            ask = req.ask()
+        except ValueError as exc:
+            raise HTTPException(422, detail=str(exc)) from None
+        if not req.stream:
+            try:
+                return completion(await self.engine.answer(ask))
+            except UnknownStreams as exc:
+                raise HTTPException(404, detail=exc.args[0]) from None
+        events = self.engine.run(ask)
+        try:
+            await events.__anext__()  # the evidence: OpenAI chunks have no place for it until the end
+        except UnknownStreams as exc:
+            raise HTTPException(404, detail=exc.args[0]) from None
+        writer = ChunkWriter()
+
+        async def body():
+            yield writer.role()
+            sent = False
+            async for kind, payload in events:
+                if kind == "token":
+                    sent = True
+                    yield writer.text(payload)
+                elif kind == "done":
+                    yield writer.finish(payload, sent)
+        return StreamingResponse(body(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    async def _level_query(self, req: QueryRequest) -> dict:
+        """Summaries of longer spans: what a stretch of the stream was about."""
+        try:
+            wanted = await self.engine.targets(req.ask())
+        except UnknownStreams as exc:
+            raise HTTPException(404, detail=exc.args[0]) from None
+        k = req.k or self.settings.max_evidence
+        vector = await self._embed_async(" ".join(req.question.split()))
+        found, warnings = await self.engine.fan_out(
+            wanted, lambda h: h.search_level.remote(vector, k, req.level, req.start, req.end))
+        evidence = merge_evidence(found, k)
+        return extractive_answer(req.question, evidence, warnings).to_dict() | {"found": bool(evidence)}
+
+    @api.get("/v1/streams/{stream_id}/levels/{level}")
+    async def get_levels(self, stream_id: str, level: Literal["meso", "macro"],
+                         start: float | None = Query(None, ge=0), end: float | None = Query(None, ge=0),
+                         limit: int = Query(1000, ge=1, le=10000)) -> dict:
+        """Meso (≈30 s) or macro (≈180 s) parents with span, children, summary and density; the
+        still-open parent comes last with ``closed: false``."""
+        handle = await self._known(stream_id)
+        parents = await asyncio.wait_for(handle.parents.remote(level, start, end, limit),
+                                         self.settings.query_timeout_s)
+        return {"stream": stream_id, "level": level, "parents": parents}
+
+    @api.get("/v1/streams/{stream_id}/shown")
+    async def get_shown(self, stream_id: str, start: float | None = Query(None, ge=0),
+                        end: float | None = Query(None, ge=0),
+                        limit: int = Query(1000, ge=1, le=10000)) -> dict:
+        """On-screen text (OCR) and subtitle cues, each with its time span."""
+        handle = await self._known(stream_id)
+        items = await asyncio.wait_for(handle.shown.remote(start, end, limit), self.settings.query_timeout_s)
+        return {"stream": stream_id, "shown": items}
+
+    @api.get("/v1/streams/{stream_id}/frames")
+    async def get_frames(self, stream_id: str, start: float | None = Query(None, ge=0),
+                         end: float | None = Query(None, ge=0),
+                         limit: int = Query(1000, ge=1, le=10000)) -> dict:
+        """Sampled frames with image labels; ``cut`` marks shot boundaries."""
+        handle = await self._known(stream_id)
+        frames = await asyncio.wait_for(handle.frames.remote(start, end, limit), self.settings.query_timeout_s)
+        return {"stream": stream_id, "frames": frames}
+
+    @api.post("/v1/frames/similar")
+    async def similar_frames(self, req: SimilarRequest) -> dict:
+        """Frames like the example, from every (or the given) stream."""
+        if req.image is not None:
+            vector = await run_in_threadpool(self._image_vector, req.image)
+        else:
+            handle = await self._known(req.stream)
+            vector = await asyncio.wait_for(handle.frame_vector.remote(req.at), self.settings.query_timeout_s)
+            if vector is None:
+                raise HTTPException(404, detail=f"stream {req.stream} has no sampled frame near {req.at:g} s")
+        known = await self.streams.ids()
+        wanted = req.streams or known
+        missing = [s for s in wanted if s not in known]
+        if missing:
+            raise HTTPException(404, detail=f"unknown stream(s): {', '.join(missing)}")
+        handles = [await self.streams.resolve(s) for s in wanted]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(wait_ref(h.similar_frames.remote(vector, req.k, None, None)),
+                               self.settings.query_timeout_s) for h in handles), return_exceptions=True)
+        frames = [f for r in results if not isinstance(r, BaseException) for f in r]
+        frames.sort(key=lambda f: -f["score"])
+        return {"frames": frames[:req.k]}
+
+    def _image_vector(self, image_b64: str):
+        """Embed an uploaded picture in the frames' space (the model loads on first use)."""
+        if self.settings.visual_model == "off":
+            raise HTTPException(409, detail="visual_model is off: frames are not embedded")
+        try:
+            frame = decode_image(image_b64)
+        except ValueError as exc:
+            raise HTTPException(422, detail=str(exc)) from None
+        with self._vision_lock:
+            if self._vision is None:
+                from manta_models.perception.vision import VisualEmbedder
+
+                self._vision = VisualEmbedder(threads=self.settings.torch_threads)
+        return self._vision.encode([frame])[0][0]
+
+    async def _known(self, stream_id: str):
+        try:
+            return await self.streams.resolve(stream_id)
+        except KeyError as exc:
+            raise HTTPException(404, detail=exc.args[0]) from None
+
+
+def build_app(args: dict[str, Any] | None = None):
+    """Serve application builder; ``args`` is serve_config.yaml's ``args`` mapping. ``restore``
+    (default true): bring back the streams saved in ``data_dir`` when the API starts."""
+    args = dict(args or {})
+    settings = args.pop("settings", {}) or {}
+    restore = args.pop("restore", True)
+    if args:
+        raise ValueError(f"unknown app args: {sorted(args)}; put options under 'settings:'")
+    if not isinstance(restore, bool):
+        raise ValueError("app arg 'restore' must be true or false")
+    loaded = Settings.load(settings)  # fail at deploy time on a bad config, not in a replica
+    if loaded.rerank_model:
+        from manta_models.perception.clip import check_model_dir
+
+        check_model_dir(loaded.rerank_model, "reranker")
+    answerer = Answerer.bind(settings) if loaded.answer_model != "off" else None
+    return MantaApi.bind(settings, restore, answerer)
+

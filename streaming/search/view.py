@@ -1,0 +1,89 @@
+"""The read side of one stream: what it answers while it ingests, from its index, levels, shown
+items and frames.
+
+The pipeline's worker builds these objects (once its models are loaded) and keeps writing to them;
+``StreamView.of(pipeline)`` is a view over them, which the stream actor serves and
+``streaming.search.retrieve`` reads. The indexes are safe to search while the worker adds to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from streaming.records import KIND_MODALITY, Evidence, LabelSpan, MicroSegment, StreamStatus
+
+if TYPE_CHECKING:  # types only: the view reads what ingest built, it never builds it
+    from streaming.ingest.pipeline import StreamPipeline
+    from streaming.ingest.visual import VisualStage
+    from streaming.memory.index import SegmentIndex
+    from streaming.memory.levels import StreamLevels
+
+
+@dataclass(frozen=True, slots=True)
+class StreamView:
+    """One stream's searchable state. ``index``, ``levels`` and ``visual`` are None until the
+    stream's models are loaded (or when its visual stage is off)."""
+
+    id: str
+    status: StreamStatus
+    index: SegmentIndex | None = None
+    levels: StreamLevels | None = None
+    visual: VisualStage | None = None
+    frame_step_s: float = 1.0
+
+    @classmethod
+    def of(cls, pipeline: StreamPipeline) -> StreamView:
+        """What a stream answers from right now (taken afresh: its worker builds the index once
+        its models are loaded)."""
+        return cls(pipeline.id, pipeline.status, pipeline.index, pipeline.levels, pipeline.visual,
+                   pipeline.frame_step_s)
+
+    @property
+    def committed_seconds(self) -> float:
+        """The newest media time that is searchable."""
+        return self.status.committed_seconds
+
+    def search(self, query: np.ndarray, k: int, start: float | None = None,
+               end: float | None = None) -> list[tuple[MicroSegment, float]]:
+        if self.index is None:
+            return []
+        # Quiet segments and merged repeats sit in the index with a zero vector (they keep the
+        # timeline whole); quiet ones carry no text, a repeat answers through its representative.
+        return [(s, score) for s, score in self.index.search(query, k, start, end)
+                if s.words and s.merged_into is None]
+
+    def evidence(self, query: np.ndarray | None, k: int, start: float | None = None,
+                 end: float | None = None, kinds: set[str] | None = None,
+                 text: str = "") -> list[Evidence]:
+        """Best ``k`` items of the wanted kinds (speech, ocr, subtitle, label), best first; with no
+        query, what was shown in time order (a question that names no content)."""
+        kinds = set(KIND_MODALITY) if kinds is None else kinds
+        if query is None:
+            if self.visual is None:
+                return []
+            shown = [it for it in self.visual.shown(start, end) if it.kind in kinds]
+            return [self._item_evidence(it, it.confidence) for it in shown[:k]]
+        found = []
+        if "speech" in kinds:
+            found += [Evidence(self.id, seg.t0, seg.t1, seg.text, score,
+                               also=tuple(self.levels.occurrences(seg.seq)))
+                      for seg, score in self.search(query, k, start, end)]
+        if self.visual is not None and kinds - {"speech"}:
+            found += [self._item_evidence(it, score, also)
+                      for it, score, also in self.visual.search(query, k, start, end, kinds)]
+        if self.visual is not None and "frame" in kinds and text:
+            found += [Evidence(self.id, f.t, f.t + self.frame_step_s, f"frame at {f.t:.1f} s", score,
+                               "seen", "frame") for f, score in self.visual.search_frames_by_text(text, k, start, end)]
+        found.sort(key=lambda e: (-e.score, e.start))
+        return found[:k]
+
+    def _item_evidence(self, item, score: float, also: tuple = ()) -> Evidence:
+        kind = "label" if isinstance(item, LabelSpan) else item.kind
+        return Evidence(self.id, item.t0, item.t1, item.text, float(score), KIND_MODALITY[kind], kind,
+                        also=also)
+
+    def segments(self, start: float | None = None, end: float | None = None) -> list[MicroSegment]:
+        return self.index.segments(start, end) if self.index is not None else []

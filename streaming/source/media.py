@@ -1,0 +1,383 @@
+"""Open a recorded file or a live URL with PyAV and decode it incrementally into timestamped chunks.
+
+Nothing here reads a whole file: packets are demuxed and decoded one at a time, audio is resampled to
+16 kHz mono float32 in ~0.5 s chunks, and frames are sampled at a fixed rate. Live sources get open and
+read timeouts (PyAV otherwise blocks forever on a silent UDP socket) and reconnect with backoff; media
+time continues across reconnects so it never goes backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import av
+
+from streaming.source.audio_chunks import AudioChunker
+from streaming.records import Gap, MediaChunk, VideoFrame
+from streaming.source.scenes import SceneDetector, thumbnail
+from streaming.source.subtitles import SubtitleTrack, subtitle_streams
+from streaming.source.timeline import MediaClock, SilenceWatch
+
+log = logging.getLogger("manta.sources")
+# PyAV's bridge from FFmpeg's log to Python logging takes a lock per message from every decoder
+# thread: it contends under threads and can deadlock (PyAV issues 751, 2276). FFmpeg's own messages
+# are not needed: errors still raise with their reason.
+av.logging.set_level(None)
+
+LIVE_SCHEMES = ("udp", "rtp", "tcp", "http", "https", "rtmp", "rtmps", "rtsp", "rtsps", "srt")
+# At the live edge of an HLS playlist a read waits for the next segment, up to the target duration
+# (Apple recommends 6 s, some servers use 10) and half that again if it is late. A read timeout
+# shorter than that ends FFmpeg's HLS demuxer as if the playlist had finished.
+HLS_READ_TIMEOUT_S = 20.0
+RECORDED_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".wav", ".flac", ".mp3", ".ogg", ".m4a",
+                     ".aac", ".opus")
+# ffmpeg will happily "decode" plain text as ANSI art (tty demuxer); that is never what a user meant.
+NOT_MEDIA_FORMATS = {"tty", "ffmetadata", "srt", "webvtt", "ass", "subviewer", "microdvd"}
+
+CHUNK_SECONDS = 0.5
+MAX_FRAME_WIDTH = 640
+
+
+class SourceError(ValueError):
+    """A source that cannot be used; the message is meant for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    uri: str  # what PyAV opens
+    live: bool
+    scheme: str  # "file" for local paths
+
+    @property
+    def display(self) -> str:
+        return self.uri
+
+
+def parse_source(text: str) -> SourceSpec:
+    """Validate a user-given path or URL and say whether it is live."""
+    if not isinstance(text, str) or not text.strip():
+        raise SourceError("source must be a non-empty path or URL")
+    text = text.strip()
+    if "://" not in text:
+        return _file_spec(text)
+    scheme = text.split("://", 1)[0].lower()
+    if scheme == "file":
+        return _file_spec(unquote(urlparse(text).path))
+    if scheme not in LIVE_SCHEMES:
+        raise SourceError(f"unsupported scheme '{scheme}://'; use a file path, file://, or one of "
+                          + ", ".join(s + "://" for s in LIVE_SCHEMES))
+    parsed = urlparse(text)
+    if not parsed.hostname:
+        raise SourceError(f"'{text}' has no host")
+    # A plain HTTP file download is recorded media, not a broadcast: do not reconnect at its end.
+    live = not (scheme in ("http", "https") and parsed.path.lower().endswith(RECORDED_SUFFIXES))
+    return SourceSpec(uri=text, live=live, scheme=scheme)
+
+
+def _file_spec(path_text: str) -> SourceSpec:
+    path = Path(path_text).expanduser()
+    if not path.exists():
+        raise SourceError(f"no such file: {path}")
+    if not path.is_file():
+        raise SourceError(f"not a regular file: {path}")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"file is not readable: {path}")
+    return SourceSpec(uri=str(path.resolve()), live=False, scheme="file")
+
+
+def _open_options(spec: SourceSpec) -> dict[str, str]:
+    opts = {}
+    if spec.live:
+        # Start quickly: ffmpeg's default 5 s probe would be 5 s of extra latency on every connect.
+        opts.update(analyzeduration="1000000", probesize="1000000")
+    if spec.scheme == "udp":
+        opts.update(overrun_nonfatal="1", fifo_size="278876")  # ~50 MB of 188-byte TS packets
+    elif spec.scheme in ("rtsp", "rtsps"):
+        opts["rtsp_transport"] = "tcp"
+    elif spec.scheme == "srt":
+        opts["mode"] = "listener" if "mode=listener" in spec.uri else "caller"
+    return opts
+
+
+def open_container(spec: SourceSpec, open_timeout: float, read_timeout: float):
+    """Open with bounded waits; raise SourceError with a readable reason."""
+    if spec.uri.lower().split("?")[0].endswith(".m3u8"):
+        read_timeout = max(read_timeout, HLS_READ_TIMEOUT_S)
+    try:
+        container = av.open(spec.uri, options=_open_options(spec), timeout=(open_timeout, read_timeout))
+    except av.error.ExitError:
+        raise SourceError(f"nothing received from {spec.display} within {open_timeout:g} s") from None
+    except av.error.ProtocolNotFoundError:
+        # PyAV's wheels ship an FFmpeg without libsrt, for one: say so rather than "Protocol not found".
+        raise SourceError(f"cannot open {spec.display}: this FFmpeg build (PyAV {av.__version__}) has no "
+                          f"{spec.scheme}:// protocol") from None
+    except av.error.FFmpegError as exc:
+        raise SourceError(f"cannot open {spec.display}: {_reason(exc)}") from None
+    except OSError as exc:
+        raise SourceError(f"cannot open {spec.display}: {exc.strerror or exc}") from None
+    fmt = container.format.name.split(",")[0] if container.format else ""
+    if fmt in NOT_MEDIA_FORMATS or not (container.streams.audio or container.streams.video):
+        container.close()
+        raise SourceError(f"not a media file: {spec.display} (no audio or video stream found)")
+    return container
+
+
+def _is_playlist(spec: SourceSpec) -> bool:
+    return spec.uri.lower().split("?")[0].endswith(".m3u8")
+
+
+def _reason(exc: Exception) -> str:
+    msg = getattr(exc, "strerror", None) or str(exc)
+    return msg.split(":")[0] if "Errno" in msg and ":" in msg else msg
+
+
+@dataclass
+class SourceProgress:
+    """Counters the reader keeps for status reporting."""
+
+    connected: bool = False
+    ever_connected: bool = False
+    reconnects: int = 0
+    decode_errors: int = 0
+    last_error: str | None = None
+    has_audio: bool = False
+    has_video: bool = False
+    discontinuities: int = 0  # timestamp jumps that media time was made to continue across
+    timestamp_wraps: int = 0  # MPEG-TS PTS wraps unwrapped (FFmpeg's demuxer only corrects the first)
+    stalls: int = 0  # silences shorter than the read timeout, recorded as gaps
+
+
+class MediaSource:
+    """Iterate ``AudioChunk`` / ``VideoFrame`` records from one source, reconnecting live ones."""
+
+    def __init__(self, spec: SourceSpec, *, open_timeout: float = 5.0, read_timeout: float = 5.0,
+                 pace: str = "fast", frame_fps: float = 1.0, reconnect_initial: float = 0.5,
+                 reconnect_max: float = 30.0, stop: threading.Event | None = None,
+                 on_gap: Callable[[Gap], None] | None = None, start_at: float = 0.0,
+                 subtitles: bool = True, scene_threshold: float | None = None, resumed: bool = False):
+        if pace not in ("fast", "realtime"):
+            raise ValueError("pace must be 'fast' or 'realtime'")
+        self.spec = spec
+        self.open_timeout, self.read_timeout = open_timeout, read_timeout
+        self.pace, self.frame_fps = pace, frame_fps
+        self.subtitles = subtitles
+        self.scene_threshold = scene_threshold
+        self.reconnect_initial, self.reconnect_max = reconnect_initial, reconnect_max
+        self.stop = stop or threading.Event()
+        self.on_gap = on_gap
+        self.progress = SourceProgress()
+        if start_at < 0:
+            raise ValueError("start_at must not be negative")
+        # Resuming after a restart: a file seeks to start_at; a live source's media time goes on
+        # from there (it cannot rewind), so times stay monotonic across the restart.
+        self.start_at = start_at
+        # A live stream brought back by a restart did connect before: if its sender is down now,
+        # that is an outage to wait out (with backoff, recorded as a gap), not a typo to report.
+        self.progress.ever_connected = spec.live and resumed
+        self._offset = 0.0  # media time where the current session starts
+        self._media_end = start_at  # latest media time emitted
+        self._container = None
+        self._last_data_wall: float | None = None  # when the current connection last delivered a packet
+        self._waited_s = 0.0  # time spent waiting on the current connection: the source's own clock
+        self._decoded_to = 0.0  # media time decoded so far, emitted or not (audio waits for a full chunk)
+        self._failure: Exception | None = None  # a read error, raised once what was read is flushed
+
+    def probe(self) -> None:
+        """Open now, so a bad file fails at once rather than later in a background thread."""
+        self._container = open_container(self.spec, self.open_timeout, self.read_timeout)
+
+    def __iter__(self) -> Iterator[MediaChunk]:
+        delay = self.reconnect_initial
+        outage_start: float | None = None
+        while not self.stop.is_set():
+            attempt = time.time()
+            try:
+                container = self._container or open_container(self.spec, self.open_timeout,
+                                                              self.read_timeout)
+                self._container = None
+            except SourceError as exc:
+                self.progress.last_error = str(exc)
+                if not self.spec.live or not self.progress.ever_connected:
+                    raise  # never reached: a clear failure beats retrying a typo forever
+                outage_start = outage_start or attempt  # (a resumed source: since its first try)
+                self.progress.connected = False
+                self.stop.wait(delay)
+                delay = min(delay * 2, self.reconnect_max)
+                continue
+            if outage_start is not None:
+                now = time.time()
+                self._offset = self._media_end + (now - outage_start)
+                self._gap(Gap(self._media_end, outage_start, now, self.progress.last_error or "disconnected"))
+                self.progress.reconnects += 1
+                outage_start = None
+            else:
+                self._offset = self._media_end if self.spec.live else 0.0
+            self.progress.connected = self.progress.ever_connected = True
+            delay = self.reconnect_initial
+            clean_end = True
+            try:
+                yield from self._decode(container)
+            except (av.error.FFmpegError, OSError) as exc:
+                clean_end = False
+                self.progress.last_error = f"stream interrupted: {_reason(exc)}"
+                log.warning("source %s interrupted: %s", self.spec.display, exc)
+            finally:
+                container.close()
+            if not self.spec.live or self.stop.is_set():
+                return
+            if clean_end and _is_playlist(self.spec):
+                return  # an HLS playlist that ended (#EXT-X-ENDLIST) is finished, not down
+            # The outage began when the last packet came, not when the read timeout noticed it: the
+            # gap spans it all and media time skips by all of it.
+            outage_start = self._last_data_wall or time.time()
+            self.progress.connected = False
+
+    def _gap(self, gap: Gap) -> None:
+        if self.on_gap:
+            self.on_gap(gap)
+
+    def _packets(self, container, streams) -> Iterator:
+        """Demux, timing each wait on the source. A silence on a live push source is recorded as a
+        gap (the connection held, so no reconnect records it); playlists (HLS) fetch segments
+        seconds apart and are not watched. A read error ends the packets and is kept in
+        ``_failure``, so that what was decoded is flushed first."""
+        watch = self.spec.live and not _is_playlist(self.spec)
+        self._last_data_wall, self._waited_s, self._failure = None, 0.0, None
+        silence = SilenceWatch()
+        packets = container.demux(*streams)
+        while True:
+            asked = time.monotonic()
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except (av.error.FFmpegError, OSError) as exc:
+                self._failure = exc
+                return
+            got = time.monotonic()
+            self._waited_s += got - asked
+            gap = silence.packet(got - asked, time.time(), got, max(self._media_end, self._decoded_to))
+            self._last_data_wall = silence.last_heard
+            if gap is not None and watch and not self.stop.is_set():
+                self.progress.stalls += 1
+                log.warning("source %s sent nothing for %.1f s", self.spec.display, gap.wall_end - gap.wall_start)
+                self._gap(gap)
+            yield packet
+
+    def _decode(self, container) -> Iterator[MediaChunk]:
+        audio = container.streams.audio[0] if container.streams.audio else None
+        video = container.streams.video[0] if container.streams.video and self.frame_fps > 0 else None
+        self.progress.has_audio = audio is not None
+        self.progress.has_video = bool(container.streams.video)
+        if video is not None:
+            video.thread_type = "AUTO"
+            video.thread_count = 2  # bounded: many streams share the cores
+        tracks = {}
+        if self.subtitles:
+            tracks = {s.index: SubtitleTrack(s, lambda pts: clock.map(pts)) for s in subtitle_streams(container)}
+        scenes = None
+        if video is not None:
+            scenes = SceneDetector() if self.scene_threshold is None else SceneDetector(self.scene_threshold)
+        streams = [s for s in (audio, video) if s is not None]
+        streams += [container.streams[i] for i in tracks]
+        if not streams:
+            return
+        base = container.start_time / 1e6 if container.start_time is not None else None
+        # One clock for all tracks of this connection: it unwraps PTS wraps and carries media time on
+        # across timestamp jumps (streaming/source/timeline.py). Live sources judge jumps against the time
+        # spent waiting on the source, which a slow consumer does not inflate.
+        clock = MediaClock(offset=self._offset, base=base, live=self.spec.live)
+        counted = (self.progress.discontinuities, self.progress.timestamp_wraps)
+        next_frame_t = 0.0
+        wall0 = time.monotonic()
+        media0 = self._offset
+        skip_until = 0.0
+        if not self.spec.live and self.start_at > 0:
+            # Lands on the keyframe before start_at; what precedes start_at is decoded and dropped.
+            container.seek(int((self.start_at + (base or 0.0)) * 1e6))
+            media0 = skip_until = self.start_at
+        chunker = AudioChunker(CHUNK_SECONDS, skip_until)
+
+        def media_time(frame_time: float | None, track: str) -> float:
+            if frame_time is None:
+                return self._media_end
+            t = clock.observe(frame_time, track, self._waited_s if self.spec.live else None)
+            if counted[0] + clock.count > self.progress.discontinuities:
+                jump = clock.records[-1]
+                log.warning("source %s: timestamps jumped %+.1f s; media time goes on at %.2f s",
+                            self.spec.display, jump.jump_s, jump.media_t)
+            self.progress.discontinuities = counted[0] + clock.count
+            self.progress.timestamp_wraps = counted[1] + clock.wraps
+            return t
+
+        def paced(chunk_end: float):
+            if self.pace == "realtime":
+                due = wall0 + (chunk_end - media0)
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self.stop.wait(wait)
+
+        for packet in self._packets(container, streams):
+            if self.stop.is_set():
+                return
+            if packet.stream.index in tracks:
+                for cue in tracks[packet.stream.index].push(packet):
+                    if cue.t1 > skip_until:
+                        yield cue
+                continue
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                # A corrupt packet costs its own frames only. Decoding reads no I/O, so whatever
+                # FFmpeg says here (invalid data, EPERM from a confused H.264 decoder) is about the data.
+                self.progress.decode_errors += 1
+                continue
+            for frame in frames:
+                if packet.stream is audio:
+                    t = media_time(frame.time, "audio")
+                    for chunk in chunker.push(frame, t, timed=frame.time is not None):
+                        paced(chunk.t1)
+                        self._media_end = max(self._media_end, chunk.t1)
+                        yield chunk
+                    self._decoded_to = chunker.decoded_to
+                else:
+                    t = media_time(frame.time, "video")
+                    # Every decoded frame goes through the cut detector (64x36, well under 1 ms), so
+                    # a new shot is sampled as soon as the cut is confirmed (3 frames into it),
+                    # between the regular samples.
+                    cut = scenes.update(t, thumbnail(frame))
+                    if audio is None:  # pictures are the clock: the stream lasts to its last frame
+                        step = float(frame.duration * frame.time_base) if frame.duration else 0.0
+                        self._media_end = max(self._media_end, t + step)
+                    on_grid = t + 1e-6 >= next_frame_t
+                    if t + 1e-6 < skip_until or not (on_grid or cut is not None):
+                        continue
+                    next_frame_t = t + 1.0 / self.frame_fps
+                    yield self._frame_record(frame, t, None if cut is None else cut.t)
+                    if audio is None:
+                        paced(t)
+        for track in tracks.values():
+            for cue in track.flush(self._media_end):
+                if cue.t1 > skip_until:
+                    yield cue
+        for chunk in chunker.flush():
+            self._media_end = max(self._media_end, chunk.t1)
+            yield chunk
+        if self._failure is not None:
+            raise self._failure
+
+    @staticmethod
+    def _frame_record(frame, t: float, cut: float | None = None) -> VideoFrame:
+        width, height = frame.width, frame.height
+        if width > MAX_FRAME_WIDTH:
+            height = max(2, int(height * MAX_FRAME_WIDTH / width) // 2 * 2)
+            width = MAX_FRAME_WIDTH
+        image = frame.to_ndarray(format="rgb24", width=width, height=height)
+        return VideoFrame(image=image, t=t, wall=time.time(), cut=cut)
