@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import MEDIA, decode_16k, emit, parse_args, section, table, write_wav
+from streaming.source.audio_chunks import decode_audio
+
+from .common import MEDIA, emit, parse_args, section, table, write_wav
 
 KEY = "asr_overhead"
 CLIPS = ("manifesto_audiobook_titlecard.mp4", "asterisk_demo_congrats.wav",
@@ -34,10 +36,10 @@ def build_audio(folder: Path) -> tuple[Path, Path, float]:
     gap = np.zeros(int(GAP_S * 16_000), dtype=np.float32)
     parts = []
     for name in CLIPS:
-        parts += [decode_16k(MEDIA / name), gap]
+        parts += [decode_audio(MEDIA / name), gap]
     audio = np.concatenate(parts)
     main = write_wav(folder / "speech.wav", audio)
-    warm = write_wav(folder / "warmup.wav", decode_16k(MEDIA / "jfk_inaugural_1961.flac"))
+    warm = write_wav(folder / "warmup.wav", decode_audio(MEDIA / "jfk_inaugural_1961.flac"))
     return main, warm, len(audio) / 16_000
 
 

@@ -188,19 +188,6 @@ def wait_state(http, stream: str, states: tuple[str, ...], timeout: float) -> di
 
 
 # -- media ---------------------------------------------------------------------------------------
-def decode_16k(path: Path) -> np.ndarray:
-    """All of a file's first audio track as 16 kHz mono float32."""
-    import av
-
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
-    chunks = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(audio=0):
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(chunks).astype(np.float32)
-
-
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> Path:
     import wave
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from streaming.source.audio_chunks import decode_audio
+
 TS = 188
 DATAGRAM = 7 * TS
 PTS_HZ = 90_000
@@ -241,10 +243,4 @@ def wait_bound(port: int, timeout: float = 10.0) -> bool:
 
 def load_audio(path: str | Path) -> np.ndarray:
     """A media file's audio as mono float32 at 48 kHz, for a Part to carry."""
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
-    blocks = []
-    with av.open(str(path)) as src:
-        for frame in src.decode(audio=0):
-            blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(blocks).astype(np.float32)
+    return decode_audio(path, rate=AUDIO_RATE)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import av
-import numpy as np
 import pytest
 
 from manta_models.tts import demo_speaker
 from streaming.tools.demo import DEMO_SCRIPT, DemoMedia, ensure_demo_media
+from streaming.source.audio_chunks import decode_audio
 
 GAP_S = 0.8  # make_demo_media's default, used by ensure_demo_media
 
@@ -17,17 +17,6 @@ GAP_S = 0.8  # make_demo_media's default, used by ensure_demo_media
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoMedia:
     return ensure_demo_media(tmp_path_factory.mktemp("cache"), *demo_speaker())
-
-
-def _decode_audio_16k(path, seconds: float) -> np.ndarray:
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
-    chunks = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(audio=0):
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-            if sum(c.size for c in chunks) >= seconds * 16_000:
-                break
-    return np.concatenate(chunks)[: int(seconds * 16_000)]
 
 
 def test_file_decodes_with_one_audio_and_one_video_stream(demo: DemoMedia) -> None:
@@ -68,6 +57,6 @@ def test_opening_sentence_is_intelligible(demo: DemoMedia) -> None:
     model = faster_whisper.WhisperModel(
         str(bundled.get_model_path()), device="cpu", compute_type="int8", cpu_threads=2
     )
-    segments, _ = model.transcribe(_decode_audio_16k(demo.path, 10.0), language="en")
+    segments, _ = model.transcribe(decode_audio(demo.path, seconds=10.0), language="en")
     words = set(re.findall(r"[a-z]+", " ".join(s.text for s in segments).lower()))
     assert {"manta", "bulletin"} <= words, words

@@ -17,7 +17,7 @@ from rich.console import Console
 from actors.cli import evaluation
 from actors.cli.main import CliError, main
 from streaming.tools.evaluate import (TYPES, EvalReport, QuestionError, answer_match, error_result,
-                                normalise, parse_question, parse_questions, percentile, score,
+                                normalise, question_from_json, questions_from_jsonl, percentile, score,
                                 stream_slug, time_scores)
 
 from conftest import MEDIA
@@ -29,7 +29,7 @@ JFK = "jfk_inaugural_1961.flac"
 
 def q(**kw):
     base = {"id": "q1", "type": "said", "question": "What?", "media": [JFK], "answers": ["ask what you can do"]}
-    return parse_question(base | kw, line=7)
+    return question_from_json(base | kw, line=7)
 
 
 def resp(answer="", found=True, stream="jfk_inaugural_1961", start=1.0, end=2.0, **kw):
@@ -115,7 +115,7 @@ def test_time_scores_validate(args, message):
 
 
 def test_when_question_scores_time_only():
-    (defaults,) = parse_questions(line(type="when", answers=[], span=[1, 2]))
+    (defaults,) = questions_from_jsonl(line(type="when", answers=[], span=[1, 2]))
     assert (defaults.stream, defaults.tolerance, defaults.streams) == (JFK, 1.0, ("jfk_inaugural_1961",))
     when = q(type="when", answers=[], span=[1.0, 2.6], tolerance=0.5)
     r = score(when, "manta", resp("At 0:01.6", start=1.56, end=2.10))
@@ -138,7 +138,7 @@ def test_absent_and_not_found():
 
 
 def test_cross_stream_needs_the_right_stream():
-    cross = parse_question({"id": "c", "type": "cross_stream", "question": "Which?", "answers": ["press four"],
+    cross = question_from_json({"id": "c", "type": "cross_stream", "question": "Which?", "answers": ["press four"],
                             "media": ["a.wav", "b.wav"], "stream": "b.wav", "span": [20, 22]})
     assert cross.streams == ("a", "b") and cross.stream_id == "b"
     assert score(cross, "manta", resp("press four", stream="b", start=20.5, end=21.5)).answer_correct
@@ -236,7 +236,7 @@ def line(**kw) -> str:
 ])
 def test_question_file_errors_name_the_line(text, message):
     with pytest.raises(QuestionError) as info:
-        parse_questions(text, source="qs.jsonl")
+        questions_from_jsonl(text, source="qs.jsonl")
     assert message in str(info.value) and str(info.value).startswith("qs.jsonl")
 
 
@@ -250,7 +250,7 @@ def test_stream_slug_matches_the_service():
 
 
 def test_the_project_question_set():
-    questions = parse_questions(QUESTIONS.read_text(), source=QUESTIONS.name)
+    questions = questions_from_jsonl(QUESTIONS.read_text(), source=QUESTIONS.name)
     counts = Counter(x.type for x in questions)
     assert all(counts[t] >= 4 for t in TYPES), counts
     assert all(x.note for x in questions), "every question cites the README fact it rests on"
@@ -293,7 +293,7 @@ def test_ingest_all_reuses_existing_and_reports_failures():
 
 
 def test_ask_sends_the_contract_and_turns_failures_into_errors():
-    question = parse_question({"id": "c", "type": "cross_stream", "question": "Which?", "answers": ["a"],
+    question = question_from_json({"id": "c", "type": "cross_stream", "question": "Which?", "answers": ["a"],
                                "media": ["s1.wav", "s2.wav"], "stream": "s1.wav"})
     client = ScriptedClient({}, query=lambda body: resp("a", stream="s1"))
     r = evaluation.ask(client, question, "baseline", None, {})

@@ -8,22 +8,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streaming.ingest.governor import Governor, levels
+from streaming.ingest.governor import Governor, degradation_ladder
 
 
 def test_the_ladder_sheds_frames_then_ocr_then_asr_size():
-    ladder = levels(frame_fps=2.0, ocr_interval_s=2.0, has_fallback_asr=True)
+    ladder = degradation_ladder(frame_fps=2.0, ocr_interval_s=2.0, has_fallback_asr=True)
     assert [d.level for d in ladder] == [0, 1, 2, 3]
     assert [d.frame_fps for d in ladder] == [2.0, 1.0, 0.5, 0.5]
     assert ladder[1].ocr_interval_s == 4.0 and math.isinf(ladder[2].ocr_interval_s)
     assert [d.fallback_asr for d in ladder] == [False, False, False, True]
     # Audio-only streams have nothing visual to shed; without a fallback model nothing at all.
-    assert [d.level for d in levels(0.0, 2.0, True)] == [0, 1]
-    assert levels(0.0, 2.0, False) == [levels(0.0, 2.0, False)[0]]
+    assert [d.level for d in degradation_ladder(0.0, 2.0, True)] == [0, 1]
+    assert degradation_ladder(0.0, 2.0, False) == [degradation_ladder(0.0, 2.0, False)[0]]
 
 
 def test_a_sustained_backlog_steps_down_one_level_per_hold_and_recovers_slowly():
-    gov = Governor(levels(1.0, 2.0, False), high_s=10, hold_s=5, recover_s=30)
+    gov = Governor(degradation_ladder(1.0, 2.0, False), high_s=10, hold_s=5, recover_s=30)
     assert gov.update(0.0, 12.0) is None  # high, but not for long yet
     assert gov.update(4.9, 12.0) is None
     first = gov.update(5.0, 12.0)
@@ -42,7 +42,7 @@ def test_a_sustained_backlog_steps_down_one_level_per_hold_and_recovers_slowly()
 
 
 def test_a_short_burst_does_not_degrade():
-    gov = Governor(levels(1.0, 2.0, False), high_s=10, hold_s=5)
+    gov = Governor(degradation_ladder(1.0, 2.0, False), high_s=10, hold_s=5)
     for t in range(100):  # 4 s over the mark every 10 s
         assert gov.update(float(t), 12.0 if t % 10 < 4 else 3.0) is None
     assert gov.level == 0
@@ -52,15 +52,15 @@ def test_bad_thresholds_are_rejected():
     with pytest.raises(ValueError):
         Governor([], high_s=10)
     with pytest.raises(ValueError):
-        Governor(levels(1, 2, False), high_s=0)
+        Governor(degradation_ladder(1, 2, False), high_s=0)
     with pytest.raises(ValueError):
-        Governor(levels(1, 2, False), high_s=5, low_s=6)
+        Governor(degradation_ladder(1, 2, False), high_s=5, low_s=6)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(0, 60), min_size=1, max_size=300))
 def test_levels_stay_on_the_ladder_and_history_is_bounded(backlogs):
-    ladder = levels(1.0, 2.0, True)
+    ladder = degradation_ladder(1.0, 2.0, True)
     gov = Governor(ladder, high_s=10, hold_s=0.5, recover_s=1.0)
     for i, b in enumerate(backlogs):
         change = gov.update(i * 0.5, b)
@@ -77,7 +77,7 @@ def test_manta_status_shows_what_a_degraded_stream_sheds():
     from actors.cli.client import status_table
     from actors.directory import totals
 
-    ladder = levels(1.0, 2.0, False)
+    ladder = degradation_ladder(1.0, 2.0, False)
     gov = Governor(ladder, high_s=10, hold_s=0)
     change = gov.update(0.0, 14.0)
     streams = [{"id": "cam1", "state": "ingesting", "lag_s": 14.2, "rtf": 1.3, "degraded": change.level,

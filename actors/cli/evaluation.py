@@ -26,7 +26,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from streaming.tools.evaluate import (MODES, TYPES, EvalQuestion, EvalReport, EvalResult, QuestionError,
-                                Similarity, error_result, parse_questions, score)
+                                Similarity, error_result, questions_from_jsonl, score)
 
 from actors.cli.client import CliError, Client, status_table
 from actors.cli.config import make_settings
@@ -50,7 +50,7 @@ def load_questions(path: str | Path, types: list[str] | None = None) -> list[Eva
     except UnicodeDecodeError:
         raise CliError(f"questions file {path} is not UTF-8 text") from None
     try:
-        questions = parse_questions(text, source=path.name)
+        questions = questions_from_jsonl(text, source=path.name)
     except QuestionError as exc:
         raise CliError(str(exc)) from None
     wanted = [t for arg in types or [] for t in arg.split(",") if t]

@@ -388,7 +388,7 @@ def build_app(args: dict[str, Any] | None = None):
         raise ValueError("app arg 'restore' must be true or false")
     loaded = Settings.load(settings)  # fail at deploy time on a bad config, not in a replica
     if loaded.rerank_model:
-        from manta_models.perception.clip import check_model_dir
+        from manta_models.packaged import check_model_dir
 
         check_model_dir(loaded.rerank_model, "reranker")
     answerer = Answerer.bind(settings) if loaded.answer_model != "off" else None

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from manta_models.perception.clip import check_model_dir, model_class
+from manta_models.packaged import check_model_dir, model_class
 from manta_models.packaged import ModelError, package_dir
 
 try:

@@ -13,7 +13,7 @@ import logging
 import threading
 from pathlib import Path
 
-from manta_models.perception.clip import check_model_dir, load_model, model_class
+from manta_models.packaged import check_model_dir, load_model, model_class
 from manta_models.packaged import ModelError
 
 log = logging.getLogger("manta.reranker")

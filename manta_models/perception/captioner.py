@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from manta_models.perception.clip import check_model_dir, load_model, model_class
+from manta_models.packaged import check_model_dir, load_model, model_class
 from manta_models.packaged import ModelError
 from manta_models.perception.vision import check_frames
 

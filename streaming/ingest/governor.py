@@ -42,7 +42,7 @@ class Degradation:
                 "fallback_asr": self.fallback_asr, "reason": self.reason, "wall": self.wall}
 
 
-def levels(frame_fps: float, ocr_interval_s: float, has_fallback_asr: bool) -> list[Degradation]:
+def degradation_ladder(frame_fps: float, ocr_interval_s: float, has_fallback_asr: bool) -> list[Degradation]:
     """The ladder for a stream's own settings (a stream without frames has fewer rungs)."""
     ladder = [Degradation(0, frame_fps, ocr_interval_s, False)]
     if frame_fps > 0:

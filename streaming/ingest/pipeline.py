@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from streaming.ingest.features import SignalWindow
-from streaming.ingest.governor import Degradation, Governor, StreamClock, levels
+from streaming.ingest.governor import Degradation, Governor, StreamClock, degradation_ladder
 from streaming.memory.index import SegmentIndex
 from streaming.records import AudioChunk, MicroSegment, RetentionCut, StreamStatus, SubtitleCue, VideoFrame
 from streaming.memory.retention import Retention, RetentionPolicy
@@ -234,7 +234,7 @@ class StreamPipeline:
             self.scorer.load(cp.model, cp.tracker)
         s = self.settings
         if self.live_paced and s.degrade:
-            ladder = levels(self.source.frame_fps, s.ocr_interval_s, m.asr_fallback is not None)
+            ladder = degradation_ladder(self.source.frame_fps, s.ocr_interval_s, m.asr_fallback is not None)
             self.governor = Governor(ladder, high_s=s.degrade_backlog_s, hold_s=s.degrade_hold_s,
                                      recover_s=s.degrade_recover_s)
         self._ready.set()
@@ -265,13 +265,13 @@ class StreamPipeline:
                 if isinstance(item, AudioChunk):
                     self.window.add_audio(item)
                     words = self.transcriber.push(item)
-                    self._index(self.segmenter.push(words, self.transcriber.committed_until), words)
+                    self._commit(self.segmenter.push(words, self.transcriber.committed_until), words)
                 elif isinstance(item, VideoFrame):
                     vector = self.visual.on_frame(item)
                     if vector is not None:
                         self.window.add_frame(item.t, vector)
                     if not self.source.progress.has_audio:  # a silent film: pictures drive time
-                        self._index(self.segmenter.push([], item.t), [])
+                        self._commit(self.segmenter.push([], item.t), [])
                 elif isinstance(item, SubtitleCue):
                     self.visual.on_cue(item)
                 self._busy += time.perf_counter() - t
@@ -299,7 +299,7 @@ class StreamPipeline:
     def _flush_transcript(self, until: float) -> None:
         """Transcribe what the transcriber holds and index it with the segmenter's open words."""
         words = self.transcriber.flush()
-        self._index(self.segmenter.push(words, until) + self.segmenter.flush(), words)
+        self._commit(self.segmenter.push(words, until) + self.segmenter.flush(), words)
 
     def _finish(self) -> None:
         self._flush_transcript(self.status.media_seconds)
@@ -312,7 +312,7 @@ class StreamPipeline:
         if self.store is not None and self.resumable:
             self.store.update_info(state=self.status.state)
 
-    def _index(self, segments: list[MicroSegment], words: list) -> None:
+    def _commit(self, segments: list[MicroSegment], words: list) -> None:
         self.status.words += len(words)
         if not segments:
             return

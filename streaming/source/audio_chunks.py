@@ -7,6 +7,7 @@ timestamps still win where they show audio missing (a hole), so later words keep
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import av
 import numpy as np
@@ -86,3 +87,20 @@ class AudioChunker:
                 return []
             chunk = AudioChunk(samples[cut:], chunk.t0 + cut / SAMPLE_RATE, chunk.wall)
         return [chunk]
+
+
+def decode_audio(path: str | Path, rate: int = SAMPLE_RATE, seconds: float | None = None) -> np.ndarray:
+    """A media file's first audio track as mono float32 at ``rate`` Hz (the first ``seconds`` only,
+    when given): what tools, benchmarks and tests feed a recogniser or a fault sender."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    blocks: list[np.ndarray] = []
+    limit = None if seconds is None else int(seconds * rate)
+    with av.open(str(path)) as src:
+        for frame in src.decode(audio=0):
+            blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            if limit is not None and sum(b.size for b in blocks) >= limit:
+                break
+        else:
+            blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    audio = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros(0, np.float32)
+    return audio if limit is None else audio[:limit]

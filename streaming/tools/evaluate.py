@@ -89,7 +89,7 @@ def _span(value) -> tuple[float, float] | None:
     return t0, t1
 
 
-def parse_question(obj, line: int = 0) -> EvalQuestion:
+def question_from_json(obj, line: int = 0) -> EvalQuestion:
     """One validated question; raises QuestionError naming the line and the problem."""
     try:
         if not isinstance(obj, dict):
@@ -143,7 +143,7 @@ def parse_question(obj, line: int = 0) -> EvalQuestion:
     return EvalQuestion(qid.strip(), qtype, text.strip(), media, answers, span, stream, tolerance, note, line)
 
 
-def parse_questions(text: str, source: str = "questions") -> list[EvalQuestion]:
+def questions_from_jsonl(text: str, source: str = "questions") -> list[EvalQuestion]:
     """Every non-blank line of a JSONL file; ids must be unique, and one stream id one file."""
     out: list[EvalQuestion] = []
     seen: dict[str, int] = {}
@@ -156,7 +156,7 @@ def parse_questions(text: str, source: str = "questions") -> list[EvalQuestion]:
         except json.JSONDecodeError as exc:
             raise QuestionError(f"{source} line {n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
         try:
-            q = parse_question(obj, n)
+            q = question_from_json(obj, n)
         except QuestionError as exc:
             raise QuestionError(f"{source} {exc}") from None
         if q.id in seen:

@@ -14,25 +14,16 @@ from pathlib import Path
 import av
 import numpy as np
 
+from streaming.source.audio_chunks import decode_audio
+
 RATE = 16_000
-
-
-def read_clip(path: str | Path) -> np.ndarray:
-    """A clip's first audio track as 16 kHz mono float32."""
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
-    out = []
-    with av.open(str(path)) as src:
-        for frame in src.decode(audio=0):
-            out += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-        out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(out).astype(np.float32)
 
 
 def make_soak_audio(path: str | Path, hours: float, clip: str | Path, every_s: float = 300.0) -> Path:
     """Write ``hours`` of audio to ``path`` (FLAC): ``clip`` at 0 s, ``every_s``, 2·``every_s``…"""
     if hours <= 0 or every_s <= 0:
         raise ValueError("hours and every_s must be positive")
-    speech = read_clip(clip)
+    speech = decode_audio(clip)
     if len(speech) >= every_s * RATE:
         raise ValueError("the clip must be shorter than every_s")
     # Digital silence between clips: FLAC stores it as constant frames (a day fits in a few MB),
