@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from streaming.settings import Settings
+
 
 @dataclass(frozen=True, slots=True)
 class Degradation:
@@ -56,6 +58,12 @@ def degradation_ladder(frame_fps: float, ocr_interval_s: float, has_fallback_asr
 
 class Governor:
     """Feed it the backlog after each piece of work; it answers with a new level when one is due."""
+
+    @classmethod
+    def from_settings(cls, s: Settings, frame_fps: float, has_fallback_asr: bool) -> Governor:
+        """The governor a live-paced stream runs with: its ladder from the stream's own frame rate."""
+        return cls(degradation_ladder(frame_fps, s.ocr_interval_s, has_fallback_asr), high_s=s.degrade_backlog_s,
+                   hold_s=s.degrade_hold_s, recover_s=s.degrade_recover_s)
 
     def __init__(self, ladder: list[Degradation], high_s: float = 10.0, low_s: float | None = None,
                  hold_s: float = 5.0, recover_s: float = 30.0):

@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from streaming.ingest.features import SignalWindow
-from streaming.ingest.governor import Degradation, Governor, StreamClock, degradation_ladder
+from streaming.ingest.governor import Degradation, Governor, StreamClock
 from streaming.memory.index import SegmentIndex
 from streaming.records import AudioChunk, MicroSegment, RetentionCut, StreamStatus, SubtitleCue, VideoFrame
 from streaming.memory.retention import Retention, RetentionPolicy
@@ -29,20 +29,11 @@ from streaming.source.media import CHUNK_SECONDS, MediaSource, SourceError, Sour
 from streaming.memory.store import Checkpoint, StreamStore
 from streaming.interfaces import Embedder, ModelLoader, Models
 from streaming.memory.levels import StreamLevels
-from streaming.ingest.transcript import IncrementalTranscriber
+from streaming.ingest.transcript import IncrementalTranscriber, transcriber_profile
 from streaming.ingest.visual import VisualStage
 
 log = logging.getLogger("manta.pipeline")
 _END = object()
-
-
-def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
-    """Live or real-time-paced streams trade ASR efficiency for freshness; files do the opposite."""
-    if live_paced:
-        return dict(max_buffer_s=settings.asr_live_max_buffer_s, min_piece_s=settings.asr_live_min_piece_s,
-                    check_every_s=0.5)
-    return dict(max_buffer_s=settings.asr_max_buffer_s, min_piece_s=settings.asr_min_piece_s,
-                check_every_s=settings.asr_check_every_s, one_window=True)
 
 
 class StreamPipeline:
@@ -224,7 +215,7 @@ class StreamPipeline:
             self.visual.restore(r.items, r.frames)
         if r is not None and r.segments:
             restored = [self.visual.fuse(s)[0] for s in r.segments]
-            self._add(restored, r.vectors)
+            self.index.add_timeline(restored, r.vectors)
             self.levels.restore(restored, r.vectors, (cut.meso_id, cut.macro_id) if cut else (0, 0))
             if not self.resumable and cp.info.get("state") == "finished":
                 self.levels.flush()
@@ -232,11 +223,8 @@ class StreamPipeline:
             self.status.words = sum(len(s.words) for s in r.segments)
         if cp is not None:
             self.scorer.load(cp.model, cp.tracker)
-        s = self.settings
-        if self.live_paced and s.degrade:
-            ladder = degradation_ladder(self.source.frame_fps, s.ocr_interval_s, m.asr_fallback is not None)
-            self.governor = Governor(ladder, high_s=s.degrade_backlog_s, hold_s=s.degrade_hold_s,
-                                     recover_s=s.degrade_recover_s)
+        if self.live_paced and self.settings.degrade:
+            self.governor = Governor.from_settings(self.settings, self.source.frame_fps, m.asr_fallback is not None)
         self._ready.set()
 
     def _work(self) -> None:
@@ -331,7 +319,7 @@ class StreamPipeline:
             feats = self.window.features(seg, vec, shown)
             scored.append(self.levels.score(self.scorer.score(replace(seg, wall=now), feats), vec))
             features.append(feats)
-        self._add(scored, vectors)
+        self.index.add_timeline(scored, vectors)
         self.levels.add(scored, vectors)
         self.visual.add_labels(scored)
         self.window.trim(scored[-1].t1)
@@ -340,13 +328,6 @@ class StreamPipeline:
             items, frames = self.visual.take_changes()
             self.store.commit(scored, vectors, features, self._checkpoint(scored[-1]), items, frames)
         self.retention.after_commit(scored[-1].t1)
-
-    def _add(self, segments: list[MicroSegment], vectors: list[np.ndarray | None]) -> None:
-        """Index segments in time order; a quiet one (no text vector) or a merged repeat gets zeros,
-        and search skips it."""
-        zero = np.zeros(self.index.dim, dtype=np.float32)
-        self.index.add(segments, np.stack([zero if v is None or s.merged_into is not None else v
-                                           for s, v in zip(segments, vectors)]))
 
     def _checkpoint(self, last: MicroSegment) -> Checkpoint:
         model, trackers = self.scorer.state()

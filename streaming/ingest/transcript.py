@@ -17,10 +17,20 @@ import numpy as np
 
 from streaming.interfaces import SpeechRecognizer
 from streaming.records import SAMPLE_RATE, AudioChunk, Word
+from streaming.settings import Settings
 
 PAD_S = 0.2  # audio kept around speech so Whisper hears word onsets and endings
 WINDOW_S = 29.5  # Whisper hears 30 s per encoder pass; a longer piece costs a second, mostly empty one
 VAD_OVERLAP_S = 1.0  # re-examined audio, so an utterance crossing a check boundary is seen whole
+
+
+def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
+    """Live or real-time-paced streams trade ASR efficiency for freshness; files do the opposite."""
+    if live_paced:
+        return dict(max_buffer_s=settings.asr_live_max_buffer_s, min_piece_s=settings.asr_live_min_piece_s,
+                    check_every_s=0.5)
+    return dict(max_buffer_s=settings.asr_max_buffer_s, min_piece_s=settings.asr_min_piece_s,
+                check_every_s=settings.asr_check_every_s, one_window=True)
 
 
 class IncrementalTranscriber:

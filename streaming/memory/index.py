@@ -129,6 +129,13 @@ class SegmentIndex:
                 return n * self.dim * 4
             return n * (self.dim * 4 + 8) + self._nlist * self.dim * 4
 
+    def add_timeline(self, segments: list[MicroSegment], vectors) -> None:
+        """Index segments in time order, keeping the timeline whole: a quiet one (vector None) or a
+        merged repeat gets a zero vector, which search skips."""
+        zero = np.zeros(self.dim, dtype=np.float32)
+        self.add(segments, np.stack([zero if v is None or s.merged_into is not None else v
+                                     for s, v in zip(segments, vectors)]))
+
     def add(self, segments: list[MicroSegment], vectors: np.ndarray) -> None:
         if len(segments) != len(vectors):
             raise ValueError("one vector per segment")
