@@ -21,7 +21,6 @@ from urllib.parse import urlparse
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from ray import serve
 
 from streaming.answer.extractive import extractive_answer, merge_evidence
@@ -31,78 +30,13 @@ from streaming.source.media import SourceError, open_container, parse_source
 from actors.serve.answerer import Answerer
 from actors.directory import STOP_TIMEOUT_S, StreamDirectory, totals, wait_ref
 from actors.serve.openai_compat import ChatRequest, ChunkWriter, completion
-from actors.serve.fanout import Ask, QueryEngine, UnknownStreams
+from actors.serve.fanout import QueryEngine, UnknownStreams
+from actors.serve.schemas import QueryRequest, SimilarRequest, StreamRequest
 from actors.logs import configure_logging, prepare_environment
 
 log = logging.getLogger("manta.app")
 api = FastAPI(title="Manta", version="0.1.0",
               description="Ask questions about live and recorded video streams.")
-
-
-class StreamRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source: str = Field(..., min_length=1, max_length=4096, description="path or URL")
-    name: str | None = Field(None, max_length=63)
-    pace: Literal["fast", "realtime"] | None = Field(
-        None, description="recorded files only: 'realtime' replays at broadcast speed")
-
-
-class SimilarRequest(BaseModel):
-    """Frames like an example: one a stream showed (``stream`` + ``at``) or an uploaded ``image``."""
-
-    model_config = ConfigDict(extra="forbid")
-    stream: str | None = Field(None, min_length=1, max_length=63)
-    at: float | None = Field(None, ge=0, description="media seconds of the example frame")
-    image: str | None = Field(None, max_length=14_000_000, description="base64 PNG or JPEG (<= 10 MB)")
-    streams: list[str] | None = Field(None, max_length=1000, description="where to look (default all)")
-    k: int = Field(10, ge=1, le=100)
-
-    @model_validator(mode="after")
-    def _one_example(self):
-        if (self.image is None) == (self.stream is None):
-            raise ValueError("give either 'image' or 'stream' with 'at'")
-        if self.stream is not None and self.at is None:
-            raise ValueError("'at' (media seconds) is required with 'stream'")
-        return self
-
-
-class QueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    question: str = Field(..., max_length=2000)
-    streams: list[str] | None = Field(None, max_length=1000)
-    start: float | None = Field(None, ge=0, description="media seconds")
-    end: float | None = Field(None, ge=0, description="media seconds")
-    k: int | None = Field(None, ge=1, le=100, description="evidence items to return")
-    level: Literal["micro", "meso", "macro"] = Field(
-        "micro", description="micro segments (≈3 s), or meso (≈30 s) / macro (≈180 s) summaries")
-    modality: Literal["any", "said", "shown", "seen"] | None = Field(
-        None, description="said (speech), shown (on-screen text, subtitles), seen (picture); "
-                          "None guesses from the question")
-    wall_start: float | None = Field(None, ge=0, description="epoch seconds: ingested at or after")
-    wall_end: float | None = Field(None, ge=0, description="epoch seconds: ingested at or before")
-    retrieval: Literal["manta", "baseline"] = Field(
-        "manta", description="baseline: fixed 30 s chunks, one level, dense top-k (for comparison)")
-    generate: bool = Field(True, description="false: answer with the best quote, no answer model")
-    stream: bool = Field(False, description="true: Server-Sent Events (evidence, token…, done)")
-
-    @field_validator("question")
-    @classmethod
-    def _question(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("question must not be empty")
-        return v.strip()
-
-    @model_validator(mode="after")
-    def _span(self):
-        if self.start is not None and self.end is not None and self.end < self.start:
-            raise ValueError("end must not be before start")
-        if self.wall_start is not None and self.wall_end is not None and self.wall_end < self.wall_start:
-            raise ValueError("wall_end must not be before wall_start")
-        return self
-
-    def ask(self) -> Ask:
-        return Ask(self.question, self.streams, self.start, self.end, self.wall_start, self.wall_end,
-                   self.k, self.modality, self.retrieval, self.generate)
 
 
 def sse(event: str, data) -> str:
@@ -333,7 +267,8 @@ class MantaApi:
 
     @api.post("/v1/frames/similar")
     async def similar_frames(self, req: SimilarRequest) -> dict:
-        """Frames like the example, from every (or the given) stream."""
+        """Frames like the example, from every (or the given) stream; ``warnings`` names each
+        stream that did not answer (the others' frames still come back)."""
         if req.image is not None:
             vector = await run_in_threadpool(self._image_vector, req.image)
         else:
@@ -341,18 +276,16 @@ class MantaApi:
             vector = await asyncio.wait_for(handle.frame_vector.remote(req.at), self.settings.query_timeout_s)
             if vector is None:
                 raise HTTPException(404, detail=f"stream {req.stream} has no sampled frame near {req.at:g} s")
-        known = await self.streams.ids()
-        wanted = req.streams or known
-        missing = [s for s in wanted if s not in known]
-        if missing:
-            raise HTTPException(404, detail=f"unknown stream(s): {', '.join(missing)}")
-        handles = [await self.streams.resolve(s) for s in wanted]
-        results = await asyncio.gather(
-            *(asyncio.wait_for(wait_ref(h.similar_frames.remote(vector, req.k, None, None)),
-                               self.settings.query_timeout_s) for h in handles), return_exceptions=True)
-        frames = [f for r in results if not isinstance(r, BaseException) for f in r]
+        try:
+            wanted = await self.engine.stream_ids(req.streams)
+        except UnknownStreams as exc:
+            raise HTTPException(404, detail=exc.args[0]) from None
+        # A stream that fails or times out is named in the warnings, as a question's would be.
+        found, warnings = await self.engine.fan_out(
+            wanted, lambda h: h.similar_frames.remote(vector, req.k, None, None))
+        frames = [f for r in found for f in r]
         frames.sort(key=lambda f: -f["score"])
-        return {"frames": frames[:req.k]}
+        return {"frames": frames[:req.k], "warnings": warnings}
 
     def _image_vector(self, image_b64: str):
         """Embed an uploaded picture in the frames' space (the model loads on first use)."""

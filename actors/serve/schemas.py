@@ -1,0 +1,73 @@
+"""The HTTP API's request bodies and how each is checked (FastAPI answers 422 with the reason)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from actors.serve.fanout import Ask
+
+
+class StreamRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(..., min_length=1, max_length=4096, description="path or URL")
+    name: str | None = Field(None, max_length=63)
+    pace: Literal["fast", "realtime"] | None = Field(
+        None, description="recorded files only: 'realtime' replays at broadcast speed")
+
+
+class SimilarRequest(BaseModel):
+    """Frames like an example: one a stream showed (``stream`` + ``at``) or an uploaded ``image``."""
+
+    model_config = ConfigDict(extra="forbid")
+    stream: str | None = Field(None, min_length=1, max_length=63)
+    at: float | None = Field(None, ge=0, description="media seconds of the example frame")
+    image: str | None = Field(None, max_length=14_000_000, description="base64 PNG or JPEG (<= 10 MB)")
+    streams: list[str] | None = Field(None, max_length=1000, description="where to look (default all)")
+    k: int = Field(10, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one_example(self):
+        if (self.image is None) == (self.stream is None):
+            raise ValueError("give either 'image' or 'stream' with 'at'")
+        if self.stream is not None and self.at is None:
+            raise ValueError("'at' (media seconds) is required with 'stream'")
+        return self
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(..., max_length=2000)
+    streams: list[str] | None = Field(None, max_length=1000)
+    start: float | None = Field(None, ge=0, description="media seconds")
+    end: float | None = Field(None, ge=0, description="media seconds")
+    k: int | None = Field(None, ge=1, le=100, description="evidence items to return")
+    level: Literal["micro", "meso", "macro"] = Field(
+        "micro", description="micro segments (≈3 s), or meso (≈30 s) / macro (≈180 s) summaries")
+    modality: Literal["any", "said", "shown", "seen"] | None = Field(
+        None, description="said (speech), shown (on-screen text, subtitles), seen (picture); "
+                          "None guesses from the question")
+    wall_start: float | None = Field(None, ge=0, description="epoch seconds: ingested at or after")
+    wall_end: float | None = Field(None, ge=0, description="epoch seconds: ingested at or before")
+    retrieval: Literal["manta", "baseline"] = Field(
+        "manta", description="baseline: fixed 30 s chunks, one level, dense top-k (for comparison)")
+    generate: bool = Field(True, description="false: answer with the best quote, no answer model")
+    stream: bool = Field(False, description="true: Server-Sent Events (evidence, token…, done)")
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("question must not be empty")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _span(self):
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError("end must not be before start")
+        if self.wall_start is not None and self.wall_end is not None and self.wall_end < self.wall_start:
+            raise ValueError("wall_end must not be before wall_start")
+        return self
+
+    def ask(self) -> Ask:
+        return Ask(self.question, self.streams, self.start, self.end, self.wall_start, self.wall_end,
+                   self.k, self.modality, self.retrieval, self.generate)
