@@ -83,6 +83,7 @@ def test_frames_are_not_decoded_when_frame_fps_is_zero(mp4: Path) -> None:
     assert chunks and all(isinstance(c, AudioChunk) for c in chunks)
 
 
+@pytest.mark.slow  # waits on a real clock or decodes a whole real clip
 def test_realtime_pace_follows_the_clock(wav3: Path) -> None:
     spec = parse_source(str(wav3))
     t = time.monotonic()
@@ -113,6 +114,7 @@ def test_stop_event_ends_iteration_promptly(wav5: Path) -> None:
     assert chunks[-1].t1 < 3.0
 
 
+@pytest.mark.slow  # waits on a real clock or decodes a whole real clip
 def test_dead_udp_source_fails_within_open_timeout() -> None:
     spec = parse_source(f"udp://127.0.0.1:{free_port(socket.SOCK_DGRAM)}")
     assert spec.live
@@ -125,6 +127,7 @@ def test_dead_udp_source_fails_within_open_timeout() -> None:
     assert src.progress.last_error
 
 
+@pytest.mark.slow  # waits on a real clock or decodes a whole real clip
 def test_a_resumed_live_source_waits_out_a_sender_that_is_down() -> None:
     """After a restart, a live stream whose sender is not back yet keeps trying (backoff, a gap
     recorded) and goes on from its old media time once packets come, instead of failing."""
@@ -220,6 +223,7 @@ def test_no_audio_file_with_frames_off_yields_nothing() -> None:
 
 
 
+@pytest.mark.slow  # waits on a real clock or decodes a whole real clip
 def test_pyav_log_bridge_is_off_and_cut_frames_are_sampled_between_the_grid() -> None:
     """PyAV's FFmpeg->Python log bridge locks per message from every decoder thread (contention and
     deadlocks under threads): importing the sources module turns it off. A new shot is sampled as

@@ -52,6 +52,7 @@ def detect(name: str) -> tuple[list[ShotCut], list[tuple[float, float]], float]:
     return cuts, scores, time.perf_counter() - started
 
 
+@pytest.mark.slow  # decodes whole real clips (the Popeye HEVC ones take ~8 s each)
 @pytest.mark.parametrize("name", list(CUTS))
 def test_real_clip_cuts(name):
     cuts, scores, seconds = detect(name)
