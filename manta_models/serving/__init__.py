@@ -1,0 +1,1 @@
+"""Shared model services: one model copy serves many streams, their requests batched (batcher.py)."""
