@@ -59,11 +59,15 @@ class ModelSet:
             stream_model = load_stream_model(s.stream_model)
         return asr, embedder, vision, reader, clip, captioner, stream_model, fallback
 
-    def for_stream(self) -> Models:
+    def shared(self) -> tuple:
+        """(asr, embedder, vision, reader, clip, captioner, stream_model, asr_fallback), loaded once."""
         with self._lock:
             if self._shared is None:
                 self._shared = self._load()
-        asr, embedder, vision, reader, clip, captioner, stream_model, fallback = self._shared
+        return self._shared
+
+    def for_stream(self) -> Models:
+        asr, embedder, vision, reader, clip, captioner, stream_model, fallback = self.shared()
         stepper = None
         if stream_model is not None:
             from manta_models.statespace.stream_model import StreamStepper

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     stream_num_cpus: float = Field(0.1, ge=0, description="Ray CPUs reserved per stream actor")
     torch_threads: int = Field(1, ge=1, description="intra-op threads for torch models in each actor")
     faiss_threads: int = Field(1, ge=1, description="OpenMP threads for FAISS searches in each actor")
+    # Shared model services (manta_models/serving): one copy of each model batches every stream's requests
+    service_max_batch: int = Field(32, ge=1, le=1024, description="requests one shared model call takes at most")
+    service_max_wait_s: float = Field(0.01, ge=0, le=1,
+                                      description="how long a shared service waits for more requests to batch")
 
     # Speech recognition
     asr_model: str = Field("base", description="'base', 'tiny.en' or a local CTranslate2 Whisper folder")

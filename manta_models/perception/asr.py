@@ -105,8 +105,8 @@ class WhisperASR:
         # faster-whisper's default retries a doubtful window by sampling at rising temperatures: each
         # retry costs a decode and makes the transcript differ run to run. Off unless asked for.
         self.temperature = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if temperature_fallback else 0.0
-        self._detected: str | None = None
         self.language = language if model != "tiny.en" else "en"
+        self.configured_language = self.language  # what a new stream starts from (None: detect)
         self.vad = VadOptions(min_silence_duration_ms=int(min_silence_s * 1000), speech_pad_ms=200)
 
     @classmethod
@@ -123,7 +123,8 @@ class WhisperASR:
 
     def transcribe(self, audio: np.ndarray, prompt: str | None = None) -> list[Word]:
         """Words with times relative to the start of ``audio``. Fixes the language after first use."""
-        return self._words(self._decode(audio, prompt))
+        words, _, self.language = self.transcribe_as(audio, prompt, one_window=False, language=self.language)
+        return words
 
     def transcribe_window(self, audio: np.ndarray, prompt: str | None = None,
                           one_window: bool = True) -> tuple[list[Word], bool]:
@@ -133,23 +134,34 @@ class WhisperASR:
         extra encoder pass for the leftover second or two. A streaming caller does better to keep
         that leftover and send it along with the next piece: ``complete`` is False when it should.
         """
-        if self.language is None or not one_window:  # language detection costs a pass of its own
-            return self.transcribe(audio, prompt), True
+        words, complete, self.language = self.transcribe_as(audio, prompt, one_window, self.language)
+        return words, complete
+
+    def transcribe_as(self, audio: np.ndarray, prompt: str | None, one_window: bool,
+                      language: str | None) -> tuple[list[Word], bool, str | None]:
+        """``transcribe_window`` for a caller that keeps its own language (one stream of many sharing
+        this model): returns (words, complete, the language to use next time). Not re-entrant: a
+        shared model serves one call at a time (manta_models/serving/shared.py)."""
+        if language is None or not one_window:  # language detection costs a pass of its own
+            segments, detected = self._decode(audio, prompt, language)
+            words = self._words(segments)
+            return words, True, (detected if language is None and words else language)
         passes = 0
         real_encode = self.model.encode
         shadowed = self.model.__dict__.get("encode")  # an outer wrapper (a benchmark's counter)
 
-        def one_window(features):
+        def one_pass(features):
             nonlocal passes
             passes += 1
             if passes > 1:
                 raise _SecondWindow
             return real_encode(features)
 
-        self.model.encode = one_window  # faster-whisper calls self.encode per window
+        self.model.encode = one_pass  # faster-whisper calls self.encode per window
         segments = []
         try:
-            for seg in self._decode(audio, prompt):
+            found, _ = self._decode(audio, prompt, language)
+            for seg in found:
                 segments.append(seg)
         except _SecondWindow:
             pass
@@ -158,15 +170,13 @@ class WhisperASR:
                 del self.model.encode
             else:
                 self.model.encode = shadowed
-        return self._words(segments), passes <= 1
+        return self._words(segments), passes <= 1, language
 
-    def _decode(self, audio: np.ndarray, prompt: str | None):
+    def _decode(self, audio: np.ndarray, prompt: str | None, language: str | None):
         segments, info = self.model.transcribe(
-            audio, language=self.language, beam_size=self.beam_size, temperature=self.temperature,
+            audio, language=language, beam_size=self.beam_size, temperature=self.temperature,
             word_timestamps=True, condition_on_previous_text=False, vad_filter=False, initial_prompt=prompt)
-        if self.language is None:
-            self._detected = info.language
-        return segments
+        return segments, info.language
 
     def _words(self, segments) -> list[Word]:
         words: list[Word] = []
@@ -179,8 +189,6 @@ class WhisperASR:
                     words[-1] = Word(prev.text + w.word.strip(), prev.start, float(w.end), prev.probability)
                 elif any(ch.isalnum() for ch in w.word):
                     words.append(Word(w.word, float(w.start), float(w.end), float(w.probability)))
-        if self.language is None and words:
-            self.language = self._detected  # one detection per stream: cheaper and stable
         return words
 
 

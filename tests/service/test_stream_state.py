@@ -19,6 +19,7 @@ from streaming.records import AudioChunk, VideoFrame
 from streaming.settings import Settings
 from streaming.source.media import MediaSource, parse_source
 from streaming.memory.store import StreamStore
+from streaming.search.view import StreamView
 
 POPEYE_P1_CUTS = [12.375, 27.375, 40.083]  # ../shared/media/README.md (ffmpeg scene > 0.3)
 
@@ -41,7 +42,7 @@ def _ingest(path, models, store=None, **overrides) -> StreamPipeline:
 def test_a_silent_film_gets_a_segment_every_few_seconds_and_boundaries_at_its_cuts(models, tmp_path):
     path = media("popeye_sinbad_1936_p1.mkv")  # no audio track: pictures alone drive the timeline
     store = StreamStore(tmp_path / "p1.sqlite")
-    segs = _ingest(path, models, store).segments()
+    segs = StreamView.of(_ingest(path, models, store)).segments()
     starts = [s.t0 for s in segs]
     assert len(segs) >= 19 and starts == pytest.approx([3.0 * i for i in range(len(segs))])
     assert all(s.surprise_raw is not None and len(s.summary) == 64 for s in segs[1:])
