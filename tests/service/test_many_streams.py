@@ -52,7 +52,6 @@ def test_three_live_streams_each_get_an_actor_and_a_fair_share(service):
     statuses = {sid: service.get(f"/v1/streams/{sid}").json() for sid in ids}
     # The user sees the whole service: all N ingesting at once, their summed RTF and the worst lag.
     assert max(t["ours_ingesting"] for t in totals) == N and min(t["ingesting"] for t in totals[-5:]) >= N, [service.get(f"/v1/streams/{sid}").json() for sid in ids]
-    assert all(t["rtf"] > 0 for t in totals[-5:]) and totals[-1]["max_lag_s"] >= 0
     # Fair: every stream gets about the same work done in the same time, none starved. (Measured
     # once one has 20 s committed: the first seconds go to three processes loading their models.)
     # Overloaded or not, nothing sent is lost: once the senders stop, each stream catches up on
@@ -60,6 +59,9 @@ def test_three_live_streams_each_get_an_actor_and_a_fair_share(service):
     deadline, fair = time.monotonic() + 150, None
     while True:
         statuses = {sid: service.get(f"/v1/streams/{sid}").json() for sid in ids}
+        listing = service.get("/v1/streams").json()
+        totals.append(dict(listing["total"], ours_ingesting=sum(
+            st["state"] == "ingesting" for st in listing["streams"] if st["id"] in ids)))
         committed = [st["committed_seconds"] for st in statuses.values()]
         if fair is None and max(committed) >= 20:
             fair = committed
@@ -75,6 +77,12 @@ def test_three_live_streams_each_get_an_actor_and_a_fair_share(service):
             for st in statuses.values()]
         time.sleep(1.0)
     assert fair is not None
+    print("\ntotals (ours ingesting, summed rtf, max lag):",
+          [(t["ours_ingesting"], t["rtf"], t["max_lag_s"]) for t in totals[:40]])
+    # Once all N ingest and work, the summed RTF and the worst lag show it. (Not a bound on when:
+    # three processes loading their models at once on 2 cores can take the whole sending time.)
+    working = [t for t in totals if t["ours_ingesting"] == N and t["rtf"] > 0]
+    assert working and working[0]["max_lag_s"] >= 0, totals
     for sid in ids:
         segs = service.get(f"/v1/streams/{sid}/segments").json()["segments"]
         assert "haunting europe" in normalise(" ".join(s["text"] for s in segs)), (sid, segs[-3:])
