@@ -226,7 +226,7 @@ class MantaApi:
     async def _level_query(self, req: QueryRequest) -> dict:
         """Summaries of longer spans: what a stretch of the stream was about."""
         try:
-            wanted = await self.engine.targets(req.ask())
+            wanted = await self.engine.stream_ids(req.ask().streams)
         except UnknownStreams as exc:
             raise HTTPException(404, detail=exc.args[0]) from None
         k = req.k or self.settings.max_evidence

@@ -70,9 +70,6 @@ class QueryEngine:
             self._model_info = await self.answerer.info.remote()
         return self._model_info
 
-    async def targets(self, ask: Ask) -> list[str]:
-        return await self.stream_ids(ask.streams)
-
     async def stream_ids(self, streams: list[str] | None) -> list[str]:
         """The streams asked for (all when none are named); UnknownStreams names the missing."""
         known = await self.streams.ids()
@@ -100,7 +97,7 @@ class QueryEngine:
     async def run(self, ask: Ask) -> AsyncIterator[tuple[str, object]]:
         """Events: ("evidence", dict) once, ("token", str) while generating, ("done", dict)."""
         t_start = time.perf_counter()
-        wanted = await self.targets(ask)
+        wanted = await self.stream_ids(ask.streams)
         k = ask.k or self.settings.max_evidence
         timings = {"retrieval_ms": 0.0, "rerank_ms": 0.0, "selection_ms": 0.0, "generation_ms": 0.0}
         t = time.perf_counter()

@@ -48,13 +48,24 @@ def padded(items: list, n: int) -> list:
     return items + [items[-1]] * (bucket(n) - n)
 
 
+def _placement(model) -> tuple:
+    p = next(model.parameters())
+    return p.device, p.dtype
+
+
+def _pixels(images: list[np.ndarray], device, dtype):
+    """uint8 (H, W, 3) frames, padded to their bucket, as a (B, 3, H, W) tensor in [0, 1]."""
+    torch = _torch()
+    x = torch.from_numpy(np.stack(padded(images, len(images)))).to(device).permute(0, 3, 1, 2)
+    return x.to(dtype) / 255.0
+
+
 class WhisperBatch:
     def __init__(self, model, start_ids: tuple[int, ...], eos_id: int | None = None):
         self.model = model
         self.start_ids = start_ids  # <|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|>…
         self.eos_id = eos_id
-        p = next(model.parameters())
-        self.device, self.dtype = p.device, p.dtype
+        self.device, self.dtype = _placement(model)
         # transformers renamed the decoder's cache argument (past_key_values → cache) in 5.x.
         self._cache_kw = "cache" if "cache" in inspect.signature(model.model.decoder.forward).parameters \
             else "past_key_values"
@@ -97,8 +108,7 @@ class EmbedBatch:
     def __init__(self, tower, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
         torch = _torch()
         self.tower = tower
-        p = next(tower.parameters())
-        self.device, self.dtype = p.device, p.dtype
+        self.device, self.dtype = _placement(tower)
         self.mean = torch.tensor(mean, device=self.device, dtype=self.dtype).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device, dtype=self.dtype).view(1, 3, 1, 1)
 
@@ -106,8 +116,7 @@ class EmbedBatch:
         torch = _torch()
         n = len(images)
         with torch.inference_mode():
-            x = torch.from_numpy(np.stack(padded(images, n))).to(self.device).permute(0, 3, 1, 2)
-            out = self.tower(pixel_values=(x.to(self.dtype) / 255.0 - self.mean) / self.std)
+            out = self.tower(pixel_values=(_pixels(images, self.device, self.dtype) - self.mean) / self.std)
             vec = getattr(out, "pooler_output", None)
             if vec is None:
                 vec = out.last_hidden_state.mean(1)
@@ -120,12 +129,10 @@ class MapBatch:
 
     def __init__(self, model):
         self.model = model
-        p = next(model.parameters())
-        self.device, self.dtype = p.device, p.dtype
+        self.device, self.dtype = _placement(model)
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         torch = _torch()
-        n = len(images)
         with torch.inference_mode():
-            x = torch.from_numpy(np.stack(padded(images, n))).to(self.device).permute(0, 3, 1, 2)
-            return list(self.model(x.to(self.dtype) / 255.0)[:n].float().cpu().numpy())
+            out = self.model(_pixels(images, self.device, self.dtype))
+            return list(out[:len(images)].float().cpu().numpy())

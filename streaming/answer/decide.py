@@ -122,6 +122,11 @@ def rank_baseline(question: str, per_stream: Iterable[Iterable[Evidence]],
 
 # -- found, context and citation ---------------------------------------------------------------------
 
+def _citations(span: g.Citation | None, found: bool) -> list[dict]:
+    """Only an answer that was found cites anything."""
+    return [span.to_dict()] if span and found else []
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     found: bool  # retrieval's verdict; the answer model may still decline
@@ -144,7 +149,7 @@ class Selection:
         return self.best.candidate.evidence if self.best else None
 
     def citations(self) -> list[dict]:
-        return [self.span.to_dict()] if self.span and self.found else []
+        return _citations(self.span, self.found)
 
 
 def is_found(ranking: Ranking) -> bool:
@@ -203,7 +208,7 @@ class Decision:
     warnings: tuple[str, ...] = ()
 
     def citations(self) -> list[dict]:
-        return [self.span.to_dict()] if self.span and self.found else []
+        return _citations(self.span, self.found)
 
 
 def answer_without_model(question: str, ranking: Ranking, sel: Selection, generate: bool,

@@ -11,8 +11,6 @@ from streaming.answer.context import select_context
 from streaming.answer.rerank import Ranked
 from streaming.records import Candidate, Evidence
 
-STREAM_END = 600.0
-
 
 # ---------------------------------------------------------------- context
 

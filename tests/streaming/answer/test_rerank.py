@@ -9,8 +9,6 @@ import pytest
 from streaming.records import Evidence
 from streaming.answer.rerank import Candidate, RerankWeights, lexical_scores, rerank
 
-STREAM_END = 600.0
-
 
 # ---------------------------------------------------------------- rerank
 

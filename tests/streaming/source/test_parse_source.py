@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streaming.records import AudioChunk
 from streaming.source.media import (
     LIVE_SCHEMES,
     MediaSource,
@@ -17,10 +16,6 @@ from streaming.source.media import (
 )
 
 from tests.support.synth import make_wav
-
-
-def _audio(chunks) -> list[AudioChunk]:
-    return [c for c in chunks if isinstance(c, AudioChunk)]
 
 
 # -- parse_source ----------------------------------------------------------------------------------
