@@ -92,8 +92,10 @@ def saved_streams(data_dir: Path) -> list[SavedStream]:
 
 
 class StreamDirectory:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, models=None):
+        """``models``: the shared models deployment's handle, given to every stream actor."""
         self.settings = settings
+        self.models = models
         self._handles: dict[str, ray.actor.ActorHandle] = {}
         self._refreshed = 0.0
 
@@ -149,7 +151,7 @@ class StreamDirectory:
         return StreamActor.options(
             name=actor_name(stream_id), namespace=self.settings.namespace, lifetime="detached",
             num_cpus=self.settings.stream_num_cpus, max_restarts=self.settings.stream_restarts).remote(
-            stream_id, name, source, settings, resume=resume)
+            stream_id, name, source, settings, resume=resume, models=self.models)
 
     def restore_saved(self) -> list[str]:
         """Bring back every stream saved in ``data_dir`` that has no live actor (the service was

@@ -28,6 +28,7 @@ from streaming.memory.store import StreamStore, remove_store
 from streaming.search.view import StreamView
 
 from actors.metrics import MetricsExporter
+from actors.model_service import RemoteModels
 from actors.logs import configure_logging
 
 log = logging.getLogger("manta.stream_actor")
@@ -92,18 +93,19 @@ def resume_pipeline(pipe: StreamPipeline, note: str, unavailable: str | None = N
 
 @ray.remote(max_concurrency=16)
 class StreamActor:
-    def __init__(self, stream_id: str, name: str, source: str, settings: dict, resume: bool = False):
+    def __init__(self, stream_id: str, name: str, source: str, settings: dict, resume: bool = False,
+                 models=None):
         """``resume``: a stream saved in ``data_dir`` coming back after the service restarted. Like
         a crash restart it keeps the store, restores from it and starts at once (nobody calls
-        ``start``); without it, a new stream that reuses an old id starts empty."""
-        from manta_models.loader import ModelSet
-
+        ``start``); without it, a new stream that reuses an old id starts empty. ``models``: a handle
+        of the shared ``models`` deployment (actors/model_service.py); None loads models here."""
         configure_logging()
         self.settings = Settings.load(settings)
         set_search_threads(self.settings.faiss_threads)
         self.pipeline: StreamPipeline | None = None
         self.id, self.name, self.source = stream_id, name, source
         self._error: str | None = None
+        self._remote = RemoteModels(models, stream_id) if models is not None else None
         self._chunks: FixedChunks | None = None  # the eval baseline's index, built on first use
         restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self._resumed = resume or restarted
@@ -122,11 +124,19 @@ class StreamActor:
             else:  # the file is gone: what was indexed must not go with it
                 spec, unavailable = saved_spec(source), str(exc)
         if spec is not None:
-            self.pipeline = StreamPipeline(stream_id, name, spec, self.settings,
-                                           ModelSet(self.settings).for_stream, store=StreamStore(path))
+            self.pipeline = StreamPipeline(stream_id, name, spec, self.settings, self._loader(spec),
+                                           store=StreamStore(path))
         if self._resumed and self.pipeline is not None:
             self._resume(restarted, unavailable)
         self._metrics = MetricsExporter(stream_id, self.status).start()
+
+    def _loader(self, spec: SourceSpec):
+        if self._remote is not None:
+            # Live and real-time-paced streams go ahead of files read fast in the shared services.
+            return self._remote.for_stream(spec.live or self.settings.pace == "realtime")
+        from manta_models.loader import ModelSet
+
+        return ModelSet(self.settings).for_stream
 
     def _resume(self, restarted: bool, unavailable: str | None) -> None:
         if restarted:
@@ -155,6 +165,8 @@ class StreamActor:
             # Models and the saved index are still loading: until then a search finds nothing, so
             # do not claim "finished" (a client waiting for it would ask too early).
             snap["state"] = "restoring"
+        if self._remote is not None and self._remote.waiting_for and snap["state"] not in ("finished", "failed"):
+            snap["waiting_for"] = self._remote.waiting_for
         return snap
 
     def search(self, query, k: int, start: float | None, end: float | None,
@@ -168,8 +180,21 @@ class StreamActor:
     def retrieve(self, plan: RetrievalPlan) -> Retrieved:
         """Coarse-to-fine candidates for one question (streaming.search.retrieve)."""
         if self.pipeline is None or not self.pipeline.wait_ready(0):
-            return Retrieved((), plan.start, plan.end, 0.0)
+            return Retrieved((), plan.start, plan.end, 0.0, self._not_ready_note())
         return retrieve(StreamView.of(self.pipeline), plan)
+
+    def _not_ready_note(self) -> tuple[str, ...]:
+        """Why this stream gave no evidence although it may hold some: an answer must not read as
+        "not found" while the stream is still coming back (right after `manta up` restarts)."""
+        if self.pipeline is None:
+            return ()
+        state = self.status()["state"]
+        if state == "restoring":
+            return (f"stream {self.id} is still restoring its saved index: ask again in a few seconds",)
+        if state in ("starting", "connecting", "ingesting", "pending"):
+            waiting = self._remote.waiting_for if self._remote is not None else None
+            return (f"stream {self.id} is not searchable yet (waiting for {waiting or 'its models'})",)
+        return ()
 
     def baseline(self, query, k: int, start: float | None, end: float | None) -> list[Evidence]:
         """The single-level baseline's top-``k`` 30 s chunks (streaming.search.baseline), for ``manta eval``."""
@@ -254,6 +279,8 @@ class StreamActor:
     def stop(self) -> dict:
         if self.pipeline is not None:
             self.pipeline.stop()
+            if self._remote is not None:
+                self._remote.close()  # a call waiting for the model service gives up
             self.pipeline.join(timeout=10)
         return self.status()
 

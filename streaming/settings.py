@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     service_max_batch: int = Field(32, ge=1, le=1024, description="requests one shared model call takes at most")
     service_max_wait_s: float = Field(0.01, ge=0, le=1,
                                       description="how long a shared service waits for more requests to batch")
+    shared_models: bool = Field(True, description="stream actors use the 'models' Serve deployment and hold no "
+                                "weights; false: each stream actor loads its own (the old way, kept to compare)")
+    model_replicas: int = Field(1, ge=1, le=1024, description="replicas of the 'models' deployment (one per node "
+                                "at most; serve_config.yaml's deployments: can set autoscaling instead)")
+    model_num_cpus: float = Field(0, ge=0, description="Ray CPUs reserved per model replica")
+    model_num_gpus: float = Field(0, ge=0, description="GPUs (or a fraction) per model replica")
 
     # Speech recognition
     asr_model: str = Field("base", description="'base', 'tiny.en' or a local CTranslate2 Whisper folder")

@@ -27,6 +27,7 @@ from streaming.answer.extractive import extractive_answer, merge_evidence
 from streaming.settings import Settings
 from streaming.source.media import SourceError, open_container, parse_source
 
+from actors.model_service import bind_models
 from actors.serve.answerer import Answerer
 from actors.directory import STOP_TIMEOUT_S, StreamDirectory, totals, wait_ref
 from actors.serve.openai_compat import ChatRequest, ChunkWriter, completion
@@ -71,13 +72,14 @@ def _probe_file(spec, settings: Settings) -> None:
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
 @serve.ingress(api)
 class MantaApi:
-    def __init__(self, settings: dict[str, Any] | None = None, restore: bool = True, answerer=None):
+    def __init__(self, settings: dict[str, Any] | None = None, restore: bool = True, answerer=None,
+                 models=None):
         prepare_environment(local=False)
         configure_logging()
         from manta_models.perception.embed import TextEmbedder
 
         self.settings = Settings.load(settings)
-        self.streams = StreamDirectory(self.settings)
+        self.streams = StreamDirectory(self.settings, models)
         if restore:
             # Streams saved in data_dir come back (resumed or just searchable) before the first
             # request, so a name restored here is taken (409), as it was before the restart. Every
@@ -325,5 +327,6 @@ def build_app(args: dict[str, Any] | None = None):
 
         check_model_dir(loaded.rerank_model, "reranker")
     answerer = Answerer.bind(settings) if loaded.answer_model != "off" else None
-    return MantaApi.bind(settings, restore, answerer)
+    models = bind_models(settings) if loaded.shared_models else None
+    return MantaApi.bind(settings, restore, answerer, models)
 

@@ -1,58 +1,102 @@
-"""One copy of each model for every stream of a process, behind per-stream clients.
+"""One copy of each model for every stream of a process, behind named, batching services.
 
 ``SharedModels`` loads the weights once (through ``ModelSet``) and puts each model behind a
-``MicroBatcher``; ``for_stream`` hands a stream a ``Models`` whose members are small clients that
-implement streaming/interfaces.py's Protocols, so the pipeline cannot tell them from its own models.
-What is the stream's own stays with the stream: its language once detected, its place in the
-queues (live ahead of files, its own in-flight bound), and its stream-model state.
+``MicroBatcher``. A service is reached by name with ``submit(service, item, stream, priority)``;
+``for_stream`` hands a stream a ``Models`` of clients (manta_models/serving/clients.py) that call
+these services in-process. The Ray Serve deployment (actors/model_service.py) hosts the same object
+and stream actors reach it through a handle with the same clients: the services never hold anything
+of one stream's, and a stream never holds weights.
 
 - speech: one recognition at a time (faster-whisper's one-window trick is not re-entrant, and on a
-  CPU CTranslate2 already uses every thread it is given); VAD runs in the caller's thread;
-- text embeddings: every stream's texts waiting go to MiniLM in one call;
+  CPU CTranslate2 already uses every thread it is given); the caller sends its own language;
+- vad: Silero VAD over a piece of audio (run here, so a stream process needs no ONNX runtime);
+- text: every stream's texts waiting go to MiniLM in one call;
 - frames: every stream's frames waiting go to EfficientNet in one batch;
-- on-screen text: RapidOCR reads the frames waiting one after another (it has no batch call).
-
-Ray Serve deployments wrap the same services for many stream actors; tests, tools and benchmarks
-use them in-process.
+- ocr: RapidOCR reads the frames waiting one after another (it has no batch call);
+- stream: the stream model's step on state the caller sends and gets back (the state is the
+  stream's: it is checkpointed with the stream, never kept here);
+- clip_frames, clip_text, caption: the optional CLIP and captioner, when configured.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 
 import numpy as np
 
 from manta_models.loader import ModelSet
 from manta_models.serving.batcher import FILE, LIVE, BatchStats, MicroBatcher
 from streaming.interfaces import Models
-from streaming.records import Word
 from streaming.settings import Settings
 
 
-def _embed_batch(embedder):
-    def run(requests: list[list[str]]) -> list[np.ndarray]:
-        flat = [t for texts in requests for t in texts]
-        vectors = embedder.encode(flat)
-        out, i = [], 0
-        for texts in requests:
-            out.append(vectors[i:i + len(texts)])
-            i += len(texts)
-        return out
+class UnknownService(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What a stream's clients must know of the services without calling them (sent once)."""
+
+    services: tuple[str, ...]
+    text_dim: int
+    frame_dim: int | None
+    speech_language: str | None  # the configured language; None: each stream detects its own
+    speech_fallback: bool  # a smaller recogniser for streams that fall behind
+
+
+def _flat(fn):
+    """A batch function over lists of items from a function over one list: every request's items
+    go to the model in one call and each request gets its slice back."""
+    def run(requests: list[list]) -> list:
+        flat = [x for items in requests for x in items]
+        out = fn(flat) if flat else []
+        results, i = [], 0
+        for items in requests:
+            results.append(out[i:i + len(items)])
+            i += len(items)
+        return results
     return run
 
 
-def _frame_batch(vision):
+def _frames(vision):
     def run(frames: list[np.ndarray]) -> list[tuple[np.ndarray, object]]:
         vectors, labels = vision.encode(frames)
-        return [(vectors[i:i + 1], labels[i]) for i in range(len(frames))]
-    return run
+        return [(vectors[i], labels[i]) for i in range(len(frames))]
+    return _flat(run)
 
 
 def _speech(asrs: dict):
-    def run(requests: list[tuple]) -> list[tuple[list[Word], bool, str | None]]:
+    def run(requests: list[tuple]) -> list:
         return [asrs[which].transcribe_as(audio, prompt, one_window, language)
                 for which, audio, prompt, one_window, language in requests]
+    return run
+
+
+def _stream(model):
+    from manta_models.statespace.stream_model import StreamStepper
+
+    def one(request: tuple):
+        op, state, blocks = request
+        stepper = StreamStepper(model)
+        if state:
+            stepper.load_state_dict(state)  # ValueError: the state does not fit this model
+        if op == "check":
+            return None
+        out = stepper.step(blocks)
+        # Plain values, not StepOutput: unpickling that would import torch in the stream's process.
+        return (out.surprise, out.coherence, out.summary), stepper.state_dict()
+
+    def run(requests: list[tuple]) -> list:
+        results = []
+        for r in requests:  # a step is ~1 ms on a CPU; batching steps across streams is left for a GPU
+            try:
+                results.append(one(r))
+            except ValueError as exc:  # this request's state is wrong: fail it alone, not the batch
+                results.append(exc)
+        return results
     return run
 
 
@@ -62,47 +106,62 @@ class SharedModels:
         self._set = models or ModelSet(settings)
         self._lock = threading.Lock()
         self._services: dict[str, MicroBatcher] | None = None
-        self._loaded: tuple | None = None
+        self._facts: ServiceFacts | None = None
 
-    def _start(self) -> dict[str, MicroBatcher]:
+    def _batcher(self, name: str, fn, in_flight: int = 4, max_batch: int | None = None) -> MicroBatcher:
+        s = self.settings
+        return MicroBatcher(fn, max_batch=max_batch or s.service_max_batch,
+                            max_wait_s=0.0 if max_batch == 1 else s.service_max_wait_s,
+                            max_in_flight=in_flight, name=name)
+
+    def start(self) -> ServiceFacts:
+        """Load the models (once) and start the services; returns what clients need to know."""
         with self._lock:
             if self._services is None:
-                s = self.settings
-                self._loaded = asr, embedder, vision, reader, *_, fallback = self._set.shared()
-                services = {"speech": MicroBatcher(_speech({"main": asr, "fallback": fallback}), max_batch=1,
-                                                   max_wait_s=0.0, max_in_flight=2, name="speech"),
-                            "text": MicroBatcher(_embed_batch(embedder), max_batch=s.service_max_batch,
-                                                 max_wait_s=s.service_max_wait_s, max_in_flight=4, name="text")}
+                asr, embedder, vision, reader, clip, captioner, stream_model, fallback = self._set.shared()
+                b = self._batcher
+                services = {"speech": b("speech", _speech({"main": asr, "fallback": fallback}), 2, max_batch=1),
+                            "vad": b("vad", lambda audios: [asr.speech_spans(a) for a in audios]),
+                            "text": b("text", _flat(embedder.encode))}
                 if vision is not None:
-                    services["frames"] = MicroBatcher(_frame_batch(vision), max_batch=s.service_max_batch,
-                                                      max_wait_s=s.service_max_wait_s, max_in_flight=4,
-                                                      name="frames")
+                    services["frames"] = b("frames", _frames(vision))
                 if reader is not None:
-                    services["ocr"] = MicroBatcher(lambda frames: [reader.read(f) for f in frames],
-                                                   max_batch=s.service_max_batch, max_wait_s=s.service_max_wait_s,
-                                                   max_in_flight=4, name="ocr")
+                    services["ocr"] = b("ocr", lambda frames: [reader.read(f) for f in frames])
+                if stream_model is not None:
+                    services["stream"] = b("stream", _stream(stream_model))
+                if clip is not None:
+                    services["clip_frames"] = b("clip_frames", _flat(clip.encode_frames))
+                    services["clip_text"] = b("clip_text", _flat(clip.encode_text))
+                if captioner is not None:
+                    services["caption"] = b("caption", _flat(captioner.caption))
+                self._facts = ServiceFacts(tuple(services), embedder.dim,
+                                           vision.dim if vision is not None else None,
+                                           asr.configured_language, fallback is not None)
                 self._services = services
-            return self._services
+            return self._facts
+
+    def submit(self, service: str, item, key: str = "", priority: int = LIVE) -> Future:
+        """Queue one request for a service; blocks while stream ``key`` has too many in flight."""
+        self.start()
+        try:
+            batcher = self._services[service]
+        except KeyError:
+            raise UnknownService(f"no model service {service!r} (this configuration serves "
+                                 f"{', '.join(self._services)})") from None
+        return batcher.submit(item, key, priority)
+
+    def call(self, service: str, item, key: str = "", priority: int = LIVE):
+        result = self.submit(service, item, key, priority).result()
+        if isinstance(result, Exception):  # one request's own error (a batch's other requests went on)
+            raise result
+        return result
 
     def for_stream(self, stream_id: str, live: bool = False) -> Models:
-        """The models for one stream: clients of the shared services plus its own stream-model state.
-        ``live``: a live or real-time-paced stream, served ahead of files read fast."""
-        services = self._start()
-        asr, embedder, vision, reader, clip, captioner, stream_model, fallback = self._loaded
-        priority = LIVE if live else FILE
-        stepper = None
-        if stream_model is not None:
-            from manta_models.statespace.stream_model import StreamStepper
+        """The models for one stream: clients of these services; ``live``: a live or real-time-paced
+        stream, served ahead of files read fast."""
+        from manta_models.serving.clients import stream_models
 
-            stepper = StreamStepper(stream_model)
-        speech = services["speech"]
-        return Models(
-            asr=SpeechClient(speech, asr, "main", stream_id, priority),
-            embedder=TextClient(services["text"], embedder.dim, stream_id, priority),
-            vision=FrameClient(services["frames"], vision.dim, stream_id, priority) if vision is not None else None,
-            ocr=ReaderClient(services["ocr"], stream_id, priority) if reader is not None else None,
-            clip=clip, captioner=captioner, stepper=stepper,
-            asr_fallback=SpeechClient(speech, fallback, "fallback", stream_id, priority) if fallback else None)
+        return stream_models(self.call, self.start(), stream_id, LIVE if live else FILE)
 
     def stats(self) -> list[BatchStats]:
         return [b.stats() for b in (self._services or {}).values()]
@@ -110,50 +169,3 @@ class SharedModels:
     def close(self) -> None:
         for b in (self._services or {}).values():
             b.close()
-
-
-class SpeechClient:
-    """A stream's speech recogniser: VAD here, recognition in the shared service, its own language."""
-
-    def __init__(self, service: MicroBatcher, model, which: str, key: str, priority: int):
-        self.service, self.model, self.which, self.key, self.priority = service, model, which, key, priority
-        self.language = model.configured_language  # never another stream's detection
-
-    def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]:
-        return self.model.speech_spans(audio)
-
-    def transcribe_window(self, audio: np.ndarray, prompt: str | None = None,
-                          one_window: bool = True) -> tuple[list[Word], bool]:
-        words, complete, self.language = self.service(
-            (self.which, audio, prompt, one_window, self.language), self.key, self.priority)
-        return words, complete
-
-
-class TextClient:
-    def __init__(self, service: MicroBatcher, dim: int, key: str, priority: int):
-        self.service, self.dim, self.key, self.priority = service, dim, key, priority
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.service(list(texts), self.key, self.priority)
-
-
-class FrameClient:
-    def __init__(self, service: MicroBatcher, dim: int, key: str, priority: int):
-        self.service, self.dim, self.key, self.priority = service, dim, key, priority
-
-    def encode(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list]:
-        if not frames:
-            return np.zeros((0, self.dim), dtype=np.float32), []
-        futures = [self.service.submit(f, self.key, self.priority) for f in frames]
-        results = [f.result() for f in futures]
-        return np.concatenate([v for v, _ in results]), [lab for _, lab in results]
-
-
-class ReaderClient:
-    def __init__(self, service: MicroBatcher, key: str, priority: int):
-        self.service, self.key, self.priority = service, key, priority
-
-    def read(self, frame: np.ndarray) -> list:
-        return self.service(frame, self.key, self.priority)

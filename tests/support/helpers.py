@@ -54,8 +54,8 @@ class Api:
     def __getattr__(self, name):
         return getattr(self.http, name)
 
-    def add(self, source: str, name: str | None = None) -> str:
-        r = self.http.post("/v1/streams", json={"source": source, "name": name})
+    def add(self, source: str, name: str | None = None, **fields) -> str:
+        r = self.http.post("/v1/streams", json={"source": source, "name": name, **fields})
         assert r.status_code == 201, r.text
         return r.json()["id"]
 

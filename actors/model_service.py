@@ -1,0 +1,151 @@
+"""The models as one Ray Serve deployment that every stream actor shares.
+
+``ModelService`` hosts ``SharedModels`` (manta_models/serving/shared.py): one copy of each model per
+replica, each behind a ``MicroBatcher`` that batches the requests of every stream and serves live
+streams first. Serve places the replicas (``model_replicas``, at most one per node; CPUs or GPU
+fractions from Settings, or serve_config.yaml's ``deployments:``) and replaces one that dies.
+
+``RemoteModels`` is a stream actor's end: the same clients as in-process use
+(manta_models/serving/clients.py) over a deployment handle. When a replica dies mid-request or is
+being replaced, the call waits and tries again, so the stream's reader backpressures and nothing it
+committed is lost; ``waiting_for`` says so in the stream's status meanwhile. A model that cannot
+load is not retried: the stream fails with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import ray
+from ray import serve
+from ray.exceptions import RayError, RayTaskError
+from ray.serve.exceptions import RayServeException
+
+from actors.logs import configure_logging, prepare_environment
+from streaming.settings import Settings
+
+log = logging.getLogger("manta.model_service")
+
+DEPLOYMENT = "models"
+RETRY_MAX_S = 2.0  # longest pause between tries while the service is unavailable
+
+
+@serve.deployment(name=DEPLOYMENT, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1024,
+                  max_replicas_per_node=1, health_check_period_s=5)
+class ModelService:
+    def __init__(self, settings: dict[str, Any] | None = None):
+        prepare_environment(local=False)
+        configure_logging()
+        from manta_models.serving.shared import SharedModels
+
+        self.settings = Settings.load(settings)
+        self.shared = SharedModels(self.settings)
+        # Requests wait here while a stream has too many in flight (MicroBatcher.submit blocks):
+        # never on the event loop, which must keep taking other streams' requests.
+        self._pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="manta-models")
+        started = time.monotonic()
+        # Loading takes seconds: the replica is up at once, and calls wait for the models.
+        self._loading = self._pool.submit(self._load, started)
+
+    def _load(self, started: float):
+        try:
+            facts = self.shared.start()
+        except Exception as exc:
+            log.error("models failed to load: %s: %s", type(exc).__name__, exc)
+            raise
+        log.info("models loaded in %.1f s: %s", time.monotonic() - started, ", ".join(facts.services),
+                 extra={"fields": {"event": "models_loaded", "seconds": round(time.monotonic() - started, 2),
+                                   "node": ray.get_runtime_context().get_node_id()}})
+        return facts
+
+    async def facts(self):
+        """ServiceFacts once the models are loaded; the loading error otherwise."""
+        return await asyncio.wrap_future(self._loading)
+
+    async def call(self, service: str, item, key: str, priority: int):
+        await asyncio.wrap_future(self._loading)
+        loop = asyncio.get_running_loop()
+        future = await loop.run_in_executor(self._pool, self.shared.submit, service, item, key, priority)
+        result = await asyncio.wrap_future(future)
+        if isinstance(result, Exception):  # this request's own error
+            raise result
+        return result
+
+    def stats(self) -> dict:
+        """Batch sizes and queue waits per service, and where this replica runs."""
+        return {"node": ray.get_runtime_context().get_node_id(),
+                "loaded": self._loading.done() and self._loading.exception() is None,
+                "services": [s.to_dict() for s in self.shared.stats()]}
+
+    def check_health(self) -> None:
+        pass  # a model that failed to load is reported to every caller, not hidden by restarts
+
+
+def bind_models(settings: dict):
+    """The deployment bound for an app, sized by ``settings`` (a Settings dump)."""
+    s = Settings.load(settings)
+    options: dict = {"num_replicas": s.model_replicas,
+                     "ray_actor_options": {"num_cpus": s.model_num_cpus, "num_gpus": s.model_num_gpus}}
+    return ModelService.options(**options).bind(settings)
+
+
+def _retryable(exc: BaseException) -> bool:
+    """A replica or node gone, or none ready yet: worth waiting for. An error the model raised is
+    the answer (a RayTaskError carries it), and so is anything that is not Ray's."""
+    if isinstance(exc, RayTaskError):
+        return isinstance(exc.cause, (RayError, RayServeException)) and not isinstance(exc.cause, RayTaskError)
+    return isinstance(exc, (RayError, RayServeException))
+
+
+class RemoteModels:
+    """A stream actor's connection to the ``models`` deployment."""
+
+    def __init__(self, handle, stream_id: str):
+        self.handle, self.stream_id = handle, stream_id
+        self.waiting_for: str | None = None  # shown in the stream's status while a call waits
+        self._closed = threading.Event()
+        self._facts = None
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _retrying(self, what: str, call):
+        pause = 0.1
+        while True:
+            try:
+                result = call()
+                if self.waiting_for is not None:
+                    log.info("stream %s: model service answers again", self.stream_id)
+                self.waiting_for = None
+                return result
+            except Exception as exc:  # noqa: BLE001 - sorted below: wait for Ray, pass the model's error on
+                if not _retryable(exc) or self._closed.is_set():
+                    raise
+                if self.waiting_for is None:
+                    log.warning("stream %s waits for the model service (%s): %s", self.stream_id, what,
+                                type(exc).__name__)
+                self.waiting_for = f"model service '{what}' ({type(exc).__name__}: retrying)"
+            if self._closed.wait(pause):
+                raise RuntimeError("stream stopped while waiting for the model service")
+            pause = min(RETRY_MAX_S, pause * 2)
+
+    def facts(self):
+        if self._facts is None:
+            self.waiting_for = "models to load"
+            self._facts = self._retrying("loading", lambda: self.handle.facts.remote().result())
+        return self._facts
+
+    def call(self, service: str, item, key: str, priority: int):
+        return self._retrying(service, lambda: self.handle.call.remote(service, item, key, priority).result())
+
+    def for_stream(self, live: bool):
+        """A ``ModelLoader`` for the stream's pipeline: blocks until the models are loaded."""
+        from manta_models.serving.batcher import FILE, LIVE
+        from manta_models.serving.clients import stream_models
+
+        return lambda: stream_models(self.call, self.facts(), self.stream_id, LIVE if live else FILE)

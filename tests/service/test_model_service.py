@@ -1,0 +1,78 @@
+"""The models as one shared Serve deployment (actors/model_service.py): stream actors hold no
+weights, and a model replica that dies is replaced while its streams wait, losing nothing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.helpers import media
+
+CLIP = "jfk_inaugural_1961.flac"
+
+
+def _actor(service, sid):
+    import ray
+
+    from actors.stream_actor import actor_name
+
+    return ray.get_actor(actor_name(sid), namespace=service.settings.namespace)
+
+
+def _model_replicas() -> list[str]:
+    import ray
+
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == "serve" and "#models#" in a["name"]]
+
+
+def _texts(service, sid) -> list[tuple]:
+    segs = service.get(f"/v1/streams/{sid}/segments", params={"limit": 1000}).json()["segments"]
+    return [(s["start"], s["end"], s["text"]) for s in segs]
+
+
+def test_stream_actors_hold_no_model_weights(service):
+    import ray
+
+    sid = service.add(str(media(CLIP)), name="weightless")
+    service.wait(sid, states=("finished",), timeout=300)
+    loaded = ray.get(_actor(service, sid).__ray_call__.remote(
+        lambda self: sorted(m for m in ("torch", "ctranslate2", "onnxruntime", "faster_whisper", "transformers")
+                            if m in __import__("sys").modules)))
+    assert loaded == [], f"a stream actor imported model runtimes: {loaded}"
+    assert len(_model_replicas()) == 1  # one copy of the models for every stream
+    assert any("ask not what your country" in t.lower() for *_, t in _texts(service, sid))
+
+
+@pytest.mark.slow
+def test_a_killed_model_replica_is_replaced_and_its_streams_lose_nothing(service):
+    import ray
+
+    reference = service.add(str(media(CLIP)), name="replica-ref")
+    service.wait(reference, states=("finished",), timeout=300)
+    expected = _texts(service, reference)
+    # Paced at real time, so the kill lands mid-stream.
+    sid = service.add(str(media(CLIP)), name="replica-kill", pace="realtime")
+    deadline = time.monotonic() + 120
+    while service.get(f"/v1/streams/{sid}").json().get("segments", 0) < 1:
+        assert time.monotonic() < deadline, service.get(f"/v1/streams/{sid}").json()
+        time.sleep(0.5)
+    before = _texts(service, sid)
+    [name] = _model_replicas()
+    ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    seen_waiting, deadline = False, time.monotonic() + 240
+    while True:
+        st = service.get(f"/v1/streams/{sid}").json()
+        seen_waiting |= "model service" in (st.get("waiting_for") or "")
+        if st["state"] in ("finished", "failed"):
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(0.2)
+    assert st["state"] == "finished", st
+    after = _texts(service, sid)
+    assert after[:len(before)] == before  # nothing committed before the kill changed or went
+    assert after == expected  # and the whole transcript is the one an undisturbed stream gets
+    assert seen_waiting, "status never said the stream waited for the model service"
+    replicas = _model_replicas()
+    assert len(replicas) == 1 and replicas != [name]  # Serve replaced it
