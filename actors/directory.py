@@ -150,7 +150,10 @@ class StreamDirectory:
         """Create the stream's named, detached actor; ValueError when the name is taken."""
         return StreamActor.options(
             name=actor_name(stream_id), namespace=self.settings.namespace, lifetime="detached",
-            num_cpus=self.settings.stream_num_cpus, max_restarts=self.settings.stream_restarts).remote(
+            num_cpus=self.settings.stream_num_cpus, max_restarts=self.settings.stream_restarts,
+            # Over a cluster's nodes, not packed onto the first: a node lost takes fewer streams down
+            # (Ray restarts them elsewhere from their checkpoints). One node: no difference.
+            scheduling_strategy="SPREAD").remote(
             stream_id, name, source, settings, resume=resume, models=self.models)
 
     def restore_saved(self) -> list[str]:
@@ -192,7 +195,8 @@ class StreamDirectory:
             # Not scheduled yet (no free CPU) or still loading its models.
             return {"id": stream_id, "state": "pending",
                     "last_error": f"stream actor did not answer within {STATUS_TIMEOUT_S:g} s: still "
-                    "loading its models, or waiting for a free CPU share (each stream actor, stopped "
+                    "starting (or loading its own models with shared_models off), or waiting for a free "
+                    "CPU share (each stream actor, stopped "
                     f"or not, holds {self.settings.stream_num_cpus:g} CPU until removed with "
                     "`manta stop --remove`)"}
         except ray.exceptions.RayActorError as exc:

@@ -57,6 +57,20 @@ STATES = ("starting", "connecting", "ingesting", "reconnecting", "restoring", "f
           "failed")
 
 
+# The shared model services (actors/model_service.py), one series per service tagged ``service``:
+# (BatchStats key, metric name, description).
+SERVICE_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("batches", "manta_model_batches", "model calls so far (each serves a batch of requests)"),
+    ("items", "manta_model_requests", "requests served so far, from every stream"),
+    ("mean_batch", "manta_model_mean_batch", "mean requests per model call so far"),
+    ("max_batch_seen", "manta_model_max_batch", "largest batch so far"),
+    ("wait_p50_s", "manta_model_queue_wait_p50_seconds", "queue wait, median of recent requests"),
+    ("wait_p95_s", "manta_model_queue_wait_p95_seconds", "queue wait, 95th percentile of recent requests"),
+    ("queued", "manta_model_queued", "requests waiting now"),
+    ("busy_s", "manta_model_busy_seconds", "seconds spent inside the model so far"),
+)
+
+
 def values(status: Mapping) -> dict[str, float]:
     """The numbers a status snapshot exports, by status key."""
     out = {}
@@ -95,8 +109,23 @@ class StreamMetrics:
             self._state.set(1.0 if s == state else 0.0, tags={"state": s})
 
 
+class ServiceMetrics:
+    """The model services' gauges of one replica; ``export`` takes ``ModelService.stats()``."""
+
+    def __init__(self, gauge: Callable | None = None):
+        if gauge is None:
+            from ray.util.metrics import Gauge as gauge
+        self._gauges = {key: gauge(name, desc, ("service",)) for key, name, desc in SERVICE_GAUGES}
+
+    def export(self, stats: Mapping) -> None:
+        for service in stats["services"]:
+            for key, g in self._gauges.items():
+                g.set(float(service[key]), tags={"service": service["name"]})
+
+
 class MetricsExporter:
-    """Exports ``sample()`` (a stream's status) every ``every_s`` on a daemon thread until closed.
+    """Exports ``sample()`` (a stream's status, or the model services' stats with ``metrics`` a
+    ServiceMetrics) every ``every_s`` on a daemon thread until closed.
     A failing sample or export is logged once and retried: metrics must never stop a stream."""
 
     def __init__(self, stream_id: str, sample: Callable[[], Mapping], every_s: float = EXPORT_EVERY_S,

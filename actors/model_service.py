@@ -27,6 +27,7 @@ from ray.exceptions import RayError, RayTaskError
 from ray.serve.exceptions import RayServeException
 
 from actors.logs import configure_logging, prepare_environment
+from actors.metrics import MetricsExporter, ServiceMetrics
 from streaming.settings import Settings
 
 log = logging.getLogger("manta.model_service")
@@ -51,6 +52,7 @@ class ModelService:
         started = time.monotonic()
         # Loading takes seconds: the replica is up at once, and calls wait for the models.
         self._loading = self._pool.submit(self._load, started)
+        self._metrics = MetricsExporter(DEPLOYMENT, self.stats, metrics=ServiceMetrics()).start()
 
     def _load(self, started: float):
         try:
@@ -125,6 +127,9 @@ class RemoteModels:
                 return result
             except Exception as exc:  # noqa: BLE001 - sorted below: wait for Ray, pass the model's error on
                 if not _retryable(exc) or self._closed.is_set():
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(exc, RayTaskError) and isinstance(cause, Exception):
+                        raise cause from None  # the model's own error, without Ray's remote traceback
                     raise
                 if self.waiting_for is None:
                     log.warning("stream %s waits for the model service (%s): %s", self.stream_id, what,

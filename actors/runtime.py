@@ -76,7 +76,9 @@ def deploy(settings: Settings, restore: bool = True) -> str:
 
     from actors.serve.app import build_app
 
-    serve.start(http_options={"host": settings.host, "port": settings.port})
+    # One HTTP proxy, on the head: every node of a cluster on one machine (tests) shares its
+    # address, and a proxy per node would fight over the port. serve_config.yaml can say EveryNode.
+    serve.start(proxy_location="HeadOnly", http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app({"settings": settings.model_dump(mode="json"), "restore": restore}), name=APP_NAME,
               route_prefix="/", blocking=False)
     return settings.url

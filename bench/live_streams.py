@@ -27,10 +27,10 @@ SUSTAIN_LAG_S = 15.0
 WARM_S = 25.0  # after a stream first ingests: its actor loaded models while the queue filled
 
 
-def run(model: str, n: int, seconds: float) -> dict:
+def run(model: str, n: int, seconds: float, shared: bool = True) -> dict:
     stop = threading.Event()
     samples: dict[str, list[tuple[float, dict]]] = {}
-    with manta_server(asr_model=model) as (settings, url), http_client(url) as http:
+    with manta_server(asr_model=model, shared_models=shared) as (settings, url), http_client(url) as http:
         ports = [free_port(socket.SOCK_DGRAM) for _ in range(n)]
         names = [f"live{i}" for i in range(n)]
         for name, port in zip(names, ports):
@@ -73,33 +73,42 @@ def main() -> None:
     args = parse_args(__doc__, [
         ("--models", dict(default="tiny.en,base", help="Whisper sizes, comma separated")),
         ("--max-streams", dict(type=int, default=4)),
-        ("--seconds", dict(type=float, default=100.0, help="how long each run sends"))])
+        ("--seconds", dict(type=float, default=100.0, help="how long each run sends")),
+        ("--modes", dict(default="per-actor,shared", help="per-actor (each stream actor loads its own "
+                                                          "models, as before) and/or shared (the models "
+                                                          "deployment)")),
+        ("--min-streams", dict(type=int, default=1))])
     rows, best = [], {}
     for model in args.models.split(","):
-        for n in range(1, args.max_streams + 1):
-            res = run(model, n, args.seconds)
-            verdicts = {sid: judge(s) for sid, s in sorted(res["samples"].items())}
-            ok = all(v["sustained"] for v in verdicts.values()) and len(verdicts) == n
-            for sid, v in verdicts.items():
-                rows.append([model, n, sid, f"{v['p50']:.1f} s", f"**{v['p95']:.1f} s**", f"{v['max']:.1f} s",
-                             f"{v['slope']:+.3f}", v["level"], f"{v['rtf']:.2f}", "yes" if v["sustained"] else "no"])
-            print(rows[-n:], flush=True)
-            if ok:
-                best[model] = n
-            else:
-                break
+        for mode in args.modes.split(","):
+            for n in range(args.min_streams, args.max_streams + 1):
+                res = run(model, n, args.seconds, shared=mode == "shared")
+                verdicts = {sid: judge(s) for sid, s in sorted(res["samples"].items())}
+                ok = all(v["sustained"] for v in verdicts.values()) and len(verdicts) == n
+                for sid, v in verdicts.items():
+                    rows.append([model, mode, n, sid, f"{v['p50']:.1f} s", f"**{v['p95']:.1f} s**",
+                                 f"{v['max']:.1f} s", f"{v['slope']:+.3f}", v["level"], f"{v['rtf']:.2f}",
+                                 "yes" if v["sustained"] else "no"])
+                print(rows[-n:], flush=True)
+                if ok:
+                    best[(model, mode)] = n
+                else:
+                    break
     body = [
         f"Source: `{CLIP.name}` (narrated speech, H.264 + AAC) replayed at real-time pace to each stream "
         f"over UDP on 127.0.0.1, all N at once, {args.seconds:g} s per run; Manta with default settings "
         f"except the Whisper size (frames at 1/s with EfficientNet and RapidOCR, backpressure on). Lag = "
         f"how far a stream's searchable media trails the clock, sampled each second from `GET /v1/streams` "
-        f"after {WARM_S:g} s of warm-up (each actor loads its own models while the first media queues).",
+        f"after {WARM_S:g} s of warm-up. Modes: `per-actor` = every stream actor loads its own models "
+        f"(`shared_models=false`, the design before issue 15); `shared` = one `models` deployment batches "
+        f"every stream's requests (the default). N starts at {args.min_streams}.",
         "",
-        *table(["Whisper", "streams", "stream", "lag p50", "lag p95", "max", "lag slope (s/s)",
+        *table(["Whisper", "models", "streams", "stream", "lag p50", "lag p95", "max", "lag slope (s/s)",
                 "max quality level shed", "RTF", "sustained"], rows),
         "",
         "Streams sustained in real time on this machine: " + ", ".join(
-            f"`{m}`: {best.get(m, 0)}" for m in args.models.split(",")) +
+            f"`{m}` {mode}: {best.get((m, mode), 0)}" for m in args.models.split(",")
+            for mode in args.modes.split(",")) +
         f" (sustained: every stream's lag p95 < {SUSTAIN_LAG_S:g} s with no upward drift).",
     ]
     emit(KEY, section("Many live streams (bench/live_streams.py)", body), args.write)

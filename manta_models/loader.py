@@ -28,10 +28,14 @@ class ModelSet:
         from manta_models.perception.embed import TextEmbedder
 
         s = self.settings
-        asr = WhisperASR.from_settings(s)
+        if s.asr_backend == "transformers":  # a local Hugging Face Whisper folder, through torch
+            from manta_models.perception.asr_hf import HFWhisperASR as recogniser
+        else:
+            recogniser = WhisperASR
+        asr = recogniser.from_settings(s)
         fallback = None
         if s.asr_fallback_model:
-            fallback = WhisperASR.from_settings(s.model_copy(update={"asr_model": s.asr_fallback_model}))
+            fallback = recogniser.from_settings(s.model_copy(update={"asr_model": s.asr_fallback_model}))
         embedder = TextEmbedder(s.embed_model, threads=s.torch_threads)
         vision = None
         if s.visual_model != "off" and s.frame_fps > 0:

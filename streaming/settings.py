@@ -54,6 +54,9 @@ class Settings(BaseSettings):
 
     # Speech recognition
     asr_model: str = Field("base", description="'base', 'tiny.en' or a local CTranslate2 Whisper folder")
+    asr_backend: Literal["ctranslate2", "transformers"] = Field(
+        "ctranslate2", description="ctranslate2: faster-whisper (bundled models, CTranslate2 folders); "
+        "transformers: a local Hugging Face Whisper folder through torch (GPU machines without CUDA 12)")
     asr_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses CUDA if present")
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type (float16 on GPU)")
     asr_threads: int = Field(2, ge=1, description="CPU threads per recogniser")

@@ -75,6 +75,20 @@ def _speech(asrs: dict):
     return run
 
 
+def _speech_batched(asrs: dict):
+    """A backend with ``transcribe_batch`` (asr_backend: transformers): every stream's piece waiting
+    goes to the model in one call per recogniser (prompts are not used by that backend)."""
+    def run(requests: list[tuple]) -> list:
+        results: list = [None] * len(requests)
+        for which in {r[0] for r in requests}:
+            idx = [i for i, r in enumerate(requests) if r[0] == which]
+            done = asrs[which].transcribe_batch([(requests[i][1], requests[i][4]) for i in idx])
+            for i, r in zip(idx, done):
+                results[i] = r
+        return results
+    return run
+
+
 def _stream(model):
     from manta_models.statespace.stream_model import StreamStepper
 
@@ -120,7 +134,12 @@ class SharedModels:
             if self._services is None:
                 asr, embedder, vision, reader, clip, captioner, stream_model, fallback = self._set.shared()
                 b = self._batcher
-                services = {"speech": b("speech", _speech({"main": asr, "fallback": fallback}), 2, max_batch=1),
+                asrs = {"main": asr, "fallback": fallback}
+                # faster-whisper: one recognition at a time (see the module docstring); a backend
+                # that batches (transformers on a GPU) takes every stream's piece at once.
+                speech = b("speech", _speech_batched(asrs), 2) if hasattr(asr, "transcribe_batch") \
+                    else b("speech", _speech(asrs), 2, max_batch=1)
+                services = {"speech": speech,
                             "vad": b("vad", lambda audios: [asr.speech_spans(a) for a in audios]),
                             "text": b("text", _flat(embedder.encode))}
                 if vision is not None:

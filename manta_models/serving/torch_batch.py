@@ -82,7 +82,8 @@ class WhisperBatch:
             # start tokens' first id (Whisper ignores repeats of <|startoftranscript|>).
             prefixes = [list(self.start_ids) + list(r.prompt_ids) for r in requests]
             width = max(len(p) for p in prefixes)
-            ids = torch.tensor([[self.start_ids[0]] * (width - len(p)) + p for p in prefixes], device=self.device)
+            pad = self.start_ids[0] if self.start_ids else prefixes[0][0]
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in prefixes], device=self.device)
             out: list[list[int]] = [[] for _ in requests]
             open_ = [True] * len(requests)
             past, step_ids = None, ids

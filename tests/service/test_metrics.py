@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from actors.metrics import GAUGES, RAY_PREFIX, STATE_METRIC, STATES, MetricsExporter, StreamMetrics, values
+from actors.metrics import GAUGES, RAY_PREFIX, SERVICE_GAUGES, STATE_METRIC, STATES, MetricsExporter, \
+    ServiceMetrics, StreamMetrics, values
 from tests.support.helpers import free_port, media
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,21 @@ def test_export_tags_every_gauge_with_the_stream_and_marks_one_state():
     assert recorded(STATE_METRIC, stream="news", state="finished") == 0.0
 
 
+def test_model_service_gauges_are_tagged_by_service():
+    from manta_models.serving.batcher import MicroBatcher
+
+    speech = MicroBatcher(lambda xs: [x * 2 for x in xs], name="speech")
+    try:
+        assert [speech(i, key="a") for i in range(3)] == [0, 2, 4]
+        ServiceMetrics(gauge=Recorder).export({"services": [speech.stats().to_dict()]})
+    finally:
+        speech.close()
+    names = {key: name for key, name, _ in SERVICE_GAUGES}
+    assert recorded(names["items"], service="speech") == 3.0
+    assert recorded(names["batches"], service="speech") >= 1.0
+    assert recorded(names["queued"], service="speech") == 0.0
+
+
 class Messages(logging.Handler):
     def __init__(self):
         super().__init__(logging.WARNING)
@@ -135,14 +151,15 @@ def test_metrics_port_comes_from_the_environment(monkeypatch):
 
 # -- the real thing ---------------------------------------------------------------------------------
 
-def scrape(url: str, stream: str) -> dict:
-    """{(metric name, state or None): value} of one stream's series on a Prometheus endpoint."""
+def scrape(url: str, stream: str, label: str = "stream") -> dict:
+    """{(metric name, state or None): value} of one stream's series on a Prometheus endpoint (or,
+    with ``label="service"``, one model service's)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(url, timeout=10, trust_env=False).text
     return {(s.name, s.labels.get("state")): s.value
             for family in text_string_to_metric_families(text) for s in family.samples
-            if s.labels.get("stream") == stream}
+            if s.labels.get(label) == stream}
 
 
 @pytest.mark.slow
@@ -174,6 +191,14 @@ def test_a_finished_stream_is_scraped_with_the_values_its_status_shows(service):
     for key in ("decode_errors", "reconnects", "gaps", "gap_seconds"):
         assert got[(name(key), None)] == 0.0, key
     assert [s for s in STATES if got[(RAY_PREFIX + STATE_METRIC, s)] == 1.0] == ["finished"]
+    # The shared model services that served it export their batches and queue waits beside it.
+    requests = RAY_PREFIX + "manta_model_requests"
+    speech, deadline = scrape(url, "speech", label="service"), time.monotonic() + 30
+    while time.monotonic() < deadline and not speech.get((requests, None)):
+        time.sleep(2)
+        speech = scrape(url, "speech", label="service")
+    assert speech.get((requests, None), 0) >= 1, speech
+    assert (RAY_PREFIX + "manta_model_queue_wait_p95_seconds", None) in speech
 
 
 PINNED_START = """

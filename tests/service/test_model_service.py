@@ -78,3 +78,27 @@ def test_a_killed_model_replica_is_replaced_and_its_streams_lose_nothing(service
     assert seen_waiting, "status never said the stream waited for the model service"
     replicas = _model_replicas()
     assert len(replicas) == 1 and replicas != [name]  # Serve replaced it
+
+
+def test_a_model_that_cannot_load_fails_the_streams_that_need_it_with_the_reason(service):
+    import ray
+    from ray import serve
+
+    from actors.model_service import ModelService
+    from actors.stream_actor import StreamActor, actor_name
+
+    settings = service.settings.model_copy(update={"asr_model": "/nonexistent/whisper"}).model_dump(mode="json")
+    handle = serve.run(ModelService.bind(settings), name="broken-models", route_prefix=None)
+    actor = StreamActor.options(name=actor_name("broken-asr"), namespace=service.settings.namespace).remote(
+        "broken-asr", "broken-asr", str(media(CLIP)), settings, models=handle)
+    try:
+        ray.get(actor.start.remote(), timeout=60)
+        deadline = time.monotonic() + 60
+        while (st := ray.get(actor.status.remote(), timeout=30))["state"] != "failed":
+            assert time.monotonic() < deadline, st
+            time.sleep(0.2)
+        assert "/nonexistent/whisper" in st["last_error"] and "ModelError" in st["last_error"], st
+        assert "Traceback" not in st["last_error"]  # the reason, not Ray's remote traceback
+    finally:
+        ray.kill(actor)
+        serve.delete("broken-models")

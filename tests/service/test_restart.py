@@ -340,6 +340,12 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
         # A restored name is taken, as before the restart.
         r = api.post("/v1/streams", json={"source": str(manifesto), "name": "manifesto"})
         assert r.status_code == 409, r.text
+        # Asked at once, while the models and the saved indexes may still be loading: the answer
+        # has jfk's evidence, or says the stream is still restoring (never a silent "not found").
+        early = _ask(api, JFK_QUESTION, ["jfk", "manifesto"])
+        if not any(e["stream"] == "jfk" for e in early["evidence"]):
+            assert any("jfk is still restoring" in w for w in early["warnings"]), early
+        mark("asked early" + (" (restoring)" if not early["evidence"] else ""))
         _wait_states(api, ["jfk", "manifesto"], ("finished", "failed", "stopped"), timeout=120)
         mark("jfk and manifesto restored")
         listed = _wait_states(api, ["jfk", "manifesto", "interrupted"], ("finished", "failed", "stopped"),
