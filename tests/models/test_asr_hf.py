@@ -109,7 +109,7 @@ def test_a_wrong_folder_says_what_is_wrong(folder, message):
         HFWhisperASR(folder, device="cpu")
 
 
-def test_noise_free_piece_lengths_are_capped_at_one_window(hf_whisper):
+def test_a_piece_longer_than_a_window_is_cut_to_one(hf_whisper):
     from manta_models.perception.asr_hf import HFWhisperASR
 
     asr = HFWhisperASR(hf_whisper, device="cpu")

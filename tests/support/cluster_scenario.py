@@ -92,9 +92,12 @@ def main(clip: str, port: int) -> None:
         while len(final) < len(ids):
             for sid in ids:
                 try:
-                    st = http.get(f"/v1/streams/{sid}").json()
-                except httpx.HTTPError:  # the API replica may have been on the removed node
+                    r = http.get(f"/v1/streams/{sid}")
+                except httpx.HTTPError:
                     continue
+                if r.status_code != 200:  # the API replica may have been on the removed node (503)
+                    continue
+                st = r.json()
                 if st.get("state") in ("finished", "failed"):
                     final[sid] = st
             assert time.monotonic() < deadline, final
