@@ -69,7 +69,8 @@ def status_table(streams: list[dict], total: dict | None = None) -> Table:
     for col in ("id", "state", "media", "searchable", "lag s", "RTF", "quality", "segments", "source / error"):
         table.add_column(col, overflow="fold")
     for s in streams:
-        note = s.get("last_error") or s.get("source", "")
+        note = s.get("last_error") or (f"waiting for {s['waiting_for']}" if s.get("waiting_for") else "") \
+            or s.get("source", "")
         level = s.get("degraded") or 0
         # A degraded stream says what it sheds, so a user knows why frames or OCR thinned out.
         quality = "full" if not level else f"-{level}: {(s.get('degradation') or {}).get('reason', '')}"
