@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from manta_models.serving.batcher import MicroBatcher
-from manta_models.serving.torch_batch import EmbedBatch, MapBatch, WhisperBatch, WindowRequest
+from manta_models.perception.torch_batch import EmbedBatch, MapBatch, WhisperBatch, WindowRequest
 
 START_IDS = (50258, 50259, 50359, 50363)  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
 

@@ -3,7 +3,7 @@
 
 Why a second backend: many GPU users hold HF-format checkpoints, and CTranslate2's 4.x wheels need
 CUDA 12's libcublas.so.12, so on a CUDA 13 machine Whisper only runs through torch. The decode is
-``manta_models.serving.torch_batch.WhisperBatch``: one encoder pass and one greedy decode for every
+``manta_models.perception.torch_batch.WhisperBatch``: one encoder pass and one greedy decode for every
 stream's window waiting, so the speech service batches this backend (``transcribe_batch``).
 
 What differs from faster-whisper, by choice:
@@ -49,7 +49,7 @@ class HFWhisperASR:
         from faster_whisper.vad import VadOptions
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-        from manta_models.serving.torch_batch import WhisperBatch
+        from manta_models.perception.torch_batch import WhisperBatch
 
         self.path = check_model_dir(folder, "Whisper (transformers)")
         self.name = str(self.path)
@@ -119,7 +119,7 @@ class HFWhisperASR:
     def transcribe_batch(self, requests: list[tuple[np.ndarray, str | None]]) -> list[tuple[list[Word], bool, str | None]]:
         """Several streams' pieces (audio, the stream's language or None) in one encoder pass and one
         decode; returns (words, complete, language to use next) for each. A piece is at most 30 s."""
-        from manta_models.serving.torch_batch import WindowRequest
+        from manta_models.perception.torch_batch import WindowRequest
 
         if not requests:
             return []

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from manta_models.serving.batcher import FILE, LIVE, BatcherClosed, MicroBatcher
-from manta_models.serving.torch_batch import bucket
+from manta_models.perception.torch_batch import bucket
 
 
 class Gate:
@@ -123,7 +123,7 @@ def test_batched_whisper_decodes_each_window_as_it_would_alone():
     torch = pytest.importorskip("torch")
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    from manta_models.serving.torch_batch import WhisperBatch, WindowRequest
+    from manta_models.perception.torch_batch import WhisperBatch, WindowRequest
 
     cfg = WhisperConfig(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
                         decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=51865,

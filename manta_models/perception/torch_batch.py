@@ -1,5 +1,8 @@
 """Batch functions over torch models, for a ``MicroBatcher``: one call, many streams' requests.
 
+They live beside the models, not in serving/: a recogniser is built on one (perception/asr_hf.py),
+and serving/ sits above the models it serves.
+
 Each takes a list of small per-stream payloads (what a stream actor sends: log-mel windows, frames
 already at the model's input size) and returns one result per payload. They run on whatever device
 the model is on; on a GPU they are where batching pays (bench/gpu_services.py measures them with
