@@ -39,13 +39,14 @@ RETRY_MAX_S = 2.0  # longest pause between tries while the service is unavailabl
 @serve.deployment(name=DEPLOYMENT, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1024,
                   max_replicas_per_node=1, health_check_period_s=5)
 class ModelService:
-    def __init__(self, settings: dict[str, Any] | None = None):
+    def __init__(self, settings: dict[str, Any] | None = None, services: list[str] | None = None):
+        """``services``: the model services this deployment serves (a per-model deployment); None: all."""
         prepare_environment(local=False)
         configure_logging()
         from manta_models.serving.shared import SharedModels
 
         self.settings = Settings.load(settings)
-        self.shared = SharedModels(self.settings)
+        self.shared = SharedModels(self.settings, services=services)
         # Requests wait here while a stream has too many in flight (MicroBatcher.submit blocks):
         # never on the event loop, which must keep taking other streams' requests.
         self._pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="manta-models")
@@ -88,12 +89,31 @@ class ModelService:
         pass  # a model that failed to load is reported to every caller, not hidden by restarts
 
 
-def bind_models(settings: dict):
-    """The deployment bound for an app, sized by ``settings`` (a Settings dump)."""
+# model_deployments: per-model — a deployment per group of services that share a model.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "speech": ("speech", "vad"), "text": ("text",), "frames": ("frames",), "ocr": ("ocr",),
+    "stream": ("stream",), "clip": ("clip_frames", "clip_text"), "caption": ("caption",)}
+
+
+def bind_models(settings: dict) -> dict:
+    """The model deployments bound for an app, by name, sized by ``settings`` (a Settings dump):
+    ``models`` alone, or with ``model_deployments: per-model`` one ``models-<group>`` per model the
+    settings use. Each can be given replicas, CPUs, GPU fractions or autoscaling of its own under
+    ``deployments:`` in a Serve config."""
+    from manta_models.loader import enabled
+    from manta_models.serving.shared import SERVICES
+
     s = Settings.load(settings)
     options: dict = {"num_replicas": s.model_replicas,
                      "ray_actor_options": {"num_cpus": s.model_num_cpus, "num_gpus": s.model_num_gpus}}
-    return ModelService.options(**options).bind(settings)
+    if s.model_deployments == "one":
+        return {DEPLOYMENT: ModelService.options(**options).bind(settings)}
+    bound = {}
+    for group, services in GROUPS.items():
+        if all(enabled(p, s) for name in services for p in SERVICES[name] if p != "fallback"):
+            name = f"{DEPLOYMENT}-{group}"
+            bound[name] = ModelService.options(name=name, **options).bind(settings, list(services))
+    return bound
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -107,11 +127,14 @@ def _retryable(exc: BaseException) -> bool:
 class RemoteModels:
     """A stream actor's connection to the ``models`` deployment."""
 
-    def __init__(self, handle, stream_id: str):
-        self.handle, self.stream_id = handle, stream_id
+    def __init__(self, handles, stream_id: str):
+        """``handles``: the model deployments' handles by name (``bind_models``), or one handle."""
+        self.handles = handles if isinstance(handles, dict) else {DEPLOYMENT: handles}
+        self.stream_id = stream_id
         self.waiting_for: str | None = None  # shown in the stream's status while a call waits
         self._closed = threading.Event()
         self._facts = None
+        self._route: dict = {}  # service name → the handle of the deployment serving it
 
     def close(self) -> None:
         self._closed.set()
@@ -140,13 +163,22 @@ class RemoteModels:
             pause = min(RETRY_MAX_S, pause * 2)
 
     def facts(self):
+        """What the deployments serve, merged; waits while their models load."""
         if self._facts is None:
-            self.waiting_for = "models to load"
-            self._facts = self._retrying("loading", lambda: self.handle.facts.remote().result())
+            from manta_models.serving.shared import ServiceFacts
+
+            parts = []
+            for name, handle in self.handles.items():
+                self.waiting_for = f"models to load ({name})"
+                facts = self._retrying("loading", lambda h=handle: h.facts.remote().result())
+                self._route.update({service: handle for service in facts.services})
+                parts.append(facts)
+            self._facts = ServiceFacts.merge(parts)
         return self._facts
 
     def call(self, service: str, item, key: str, priority: int):
-        return self._retrying(service, lambda: self.handle.call.remote(service, item, key, priority).result())
+        handle = self._route[service]
+        return self._retrying(service, lambda: handle.call.remote(service, item, key, priority).result())
 
     def for_stream(self, live: bool):
         """A ``ModelLoader`` for the stream's pipeline: blocks until the models are loaded."""

@@ -10,65 +10,93 @@ from streaming.settings import Settings
 
 log = logging.getLogger("manta.models")
 
+# Every model a stream may use, in the order ``shared`` returns them.
+PARTS = ("asr", "embedder", "vision", "reader", "clip", "captioner", "stream_model", "fallback")
+
+
+def _recogniser(s: Settings):
+    if s.asr_backend == "transformers":  # a local Hugging Face Whisper folder, through torch
+        from manta_models.perception.asr_hf import HFWhisperASR
+
+        return HFWhisperASR
+    from manta_models.perception.asr import WhisperASR
+
+    return WhisperASR
+
+
+def enabled(part: str, s: Settings) -> bool:
+    """Whether the settings use this model (without loading anything)."""
+    return {"asr": True, "embedder": True, "fallback": bool(s.asr_fallback_model),
+            "vision": s.visual_model != "off" and s.frame_fps > 0,
+            "reader": s.ocr != "off" and (s.frame_fps > 0 or s.subtitles),
+            "clip": bool(s.clip_model), "captioner": bool(s.caption_model),
+            "stream_model": s.stream_model != "off"}[part]
+
+
+def _load(part: str, s: Settings):
+    """One model from the settings; None when the settings turn it off."""
+    if not enabled(part, s):
+        return None
+    if part == "asr":
+        return _recogniser(s).from_settings(s)
+    if part == "fallback":
+        return _recogniser(s).from_settings(s.model_copy(update={"asr_model": s.asr_fallback_model}))
+    if part == "embedder":
+        from manta_models.perception.embed import TextEmbedder
+
+        return TextEmbedder(s.embed_model, threads=s.torch_threads)
+    if part == "vision":
+        from manta_models.perception.vision import VisualEmbedder
+
+        return VisualEmbedder(threads=s.torch_threads)
+    if part == "reader":
+        from manta_models.perception.ocr import TextReader
+
+        return TextReader(threads=s.torch_threads, side=s.ocr_side)
+    if part == "clip":
+        from manta_models.perception.clip import ClipEncoder
+
+        return ClipEncoder(s.clip_model, threads=s.torch_threads)
+    if part == "captioner":
+        from manta_models.perception.captioner import Captioner
+
+        return Captioner(s.caption_model, threads=s.torch_threads)
+    if part == "stream_model":
+        from manta_models.statespace.stream_model import load_stream_model
+
+        return load_stream_model(s.stream_model)
+    raise KeyError(f"no model part {part!r}")
+
 
 class ModelSet:
-    """Loads each model once per process; ``for_stream`` adds a fresh stream-model state.
+    """Loads each model once per process, when first asked for; ``for_stream`` adds a fresh
+    stream-model state.
 
     Loading is lazy and locked, so the first stream pays for it and concurrent streams in one
-    process (tests, the training extractor) share the weights.
+    process (tests, the training extractor) share the weights; a shared model service that serves
+    only some models (``part``) loads only those.
     """
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.Lock()
-        self._shared: tuple | None = None
+        self._parts: dict[str, object] = {}
 
-    def _load(self) -> tuple:
-        from manta_models.perception.asr import WhisperASR
-        from manta_models.perception.embed import TextEmbedder
+    def part(self, name: str):
+        """One model (``PARTS``), loaded once; None when the settings turn it off."""
+        with self._lock:
+            if name not in self._parts:
+                self._parts[name] = _load(name, self.settings)
+            return self._parts[name]
 
-        s = self.settings
-        if s.asr_backend == "transformers":  # a local Hugging Face Whisper folder, through torch
-            from manta_models.perception.asr_hf import HFWhisperASR as recogniser
-        else:
-            recogniser = WhisperASR
-        asr = recogniser.from_settings(s)
-        fallback = None
-        if s.asr_fallback_model:
-            fallback = recogniser.from_settings(s.model_copy(update={"asr_model": s.asr_fallback_model}))
-        embedder = TextEmbedder(s.embed_model, threads=s.torch_threads)
-        vision = None
-        if s.visual_model != "off" and s.frame_fps > 0:
-            from manta_models.perception.vision import VisualEmbedder
-
-            vision = VisualEmbedder(threads=s.torch_threads)
-        reader = None
-        if s.ocr != "off" and (s.frame_fps > 0 or s.subtitles):
-            from manta_models.perception.ocr import TextReader
-
-            reader = TextReader(threads=s.torch_threads, side=s.ocr_side)
-        clip = captioner = None
-        if s.clip_model:
-            from manta_models.perception.clip import ClipEncoder
-
-            clip = ClipEncoder(s.clip_model, threads=s.torch_threads)
-        if s.caption_model:
-            from manta_models.perception.captioner import Captioner
-
-            captioner = Captioner(s.caption_model, threads=s.torch_threads)
-        stream_model = None
-        if s.stream_model != "off":
-            from manta_models.statespace.stream_model import load_stream_model
-
-            stream_model = load_stream_model(s.stream_model)
-        return asr, embedder, vision, reader, clip, captioner, stream_model, fallback
+    def loaded(self) -> set[str]:
+        """The parts asked for so far (loaded, or off in the settings)."""
+        with self._lock:
+            return set(self._parts)
 
     def shared(self) -> tuple:
         """(asr, embedder, vision, reader, clip, captioner, stream_model, asr_fallback), loaded once."""
-        with self._lock:
-            if self._shared is None:
-                self._shared = self._load()
-        return self._shared
+        return tuple(self.part(p) for p in PARTS)
 
     def for_stream(self) -> Models:
         asr, embedder, vision, reader, clip, captioner, stream_model, fallback = self.shared()

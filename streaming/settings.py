@@ -47,6 +47,10 @@ class Settings(BaseSettings):
                                       description="how long a shared service waits for more requests to batch")
     shared_models: bool = Field(True, description="stream actors use the 'models' Serve deployment and hold no "
                                 "weights; false: each stream actor loads its own (the old way, kept to compare)")
+    model_deployments: Literal["one", "per-model"] = Field(
+        "one", description="one: every model in one 'models' deployment (a CPU box: one process, one copy); "
+        "per-model: a deployment per model (models-speech, models-text, models-frames, …), each with its "
+        "own replicas and GPU share (a GPU box: the services do not share one Python process)")
     model_replicas: int = Field(1, ge=1, le=1024, description="replicas of the 'models' deployment (one per node "
                                 "at most; serve_config.yaml's deployments: can set autoscaling instead)")
     model_num_cpus: float = Field(0, ge=0, description="Ray CPUs reserved per model replica")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from manta_models.loader import ModelSet
+from manta_models.loader import PARTS, ModelSet
 from manta_models.serving.batcher import FILE, LIVE, BatchStats, MicroBatcher
 from streaming.interfaces import Models
 from streaming.settings import Settings
@@ -36,15 +36,32 @@ class UnknownService(ValueError):
     pass
 
 
+# Which models each service needs (manta_models.loader.PARTS). A service whose model the settings
+# turn off is not offered.
+SERVICES: dict[str, tuple[str, ...]] = {
+    "speech": ("asr", "fallback"), "vad": ("asr",), "text": ("embedder",), "frames": ("vision",),
+    "ocr": ("reader",), "stream": ("stream_model",), "clip_frames": ("clip",), "clip_text": ("clip",),
+    "caption": ("captioner",)}
+
+
 @dataclass(frozen=True)
 class ServiceFacts:
     """What a stream's clients must know of the services without calling them (sent once)."""
 
     services: tuple[str, ...]
-    text_dim: int
+    text_dim: int | None
     frame_dim: int | None
     speech_language: str | None  # the configured language; None: each stream detects its own
     speech_fallback: bool  # a smaller recogniser for streams that fall behind
+
+    @staticmethod
+    def merge(parts: list["ServiceFacts"]) -> "ServiceFacts":
+        """The facts of services split over several deployments, as one."""
+        first = lambda attr: next((getattr(p, attr) for p in parts if getattr(p, attr) is not None), None)  # noqa: E731
+        speech = [p for p in parts if "speech" in p.services]
+        return ServiceFacts(tuple(x for p in parts for x in p.services), first("text_dim"), first("frame_dim"),
+                            speech[0].speech_language if speech else None,
+                            any(p.speech_fallback for p in speech))
 
 
 def _flat(fn):
@@ -115,8 +132,14 @@ def _stream(model):
 
 
 class SharedModels:
-    def __init__(self, settings: Settings, models: ModelSet | None = None):
+    def __init__(self, settings: Settings, models: ModelSet | None = None, services=None):
+        """``services``: the names (``SERVICES``) this one serves, loading only their models (one
+        deployment per model on a GPU); None serves them all."""
+        unknown = set(services or ()) - SERVICES.keys()
+        if unknown:
+            raise UnknownService(f"unknown model services {sorted(unknown)}; known: {', '.join(SERVICES)}")
         self.settings = settings
+        self.wanted = tuple(services) if services is not None else tuple(SERVICES)
         self._set = models or ModelSet(settings)
         self._lock = threading.Lock()
         self._services: dict[str, MicroBatcher] | None = None
@@ -132,30 +155,39 @@ class SharedModels:
         """Load the models (once) and start the services; returns what clients need to know."""
         with self._lock:
             if self._services is None:
-                asr, embedder, vision, reader, clip, captioner, stream_model, fallback = self._set.shared()
+                part = self._set.part
+                need = {p for name in self.wanted for p in SERVICES[name]}
+                m = {p: part(p) if p in need else None for p in PARTS}
+                asr, embedder, vision, reader = m["asr"], m["embedder"], m["vision"], m["reader"]
                 b = self._batcher
-                asrs = {"main": asr, "fallback": fallback}
-                # faster-whisper: one recognition at a time (see the module docstring); a backend
-                # that batches (transformers on a GPU) takes every stream's piece at once.
-                speech = b("speech", _speech_batched(asrs), 2) if hasattr(asr, "transcribe_batch") \
-                    else b("speech", _speech(asrs), 2, max_batch=1)
-                services = {"speech": speech,
-                            "vad": b("vad", lambda audios: [asr.speech_spans(a) for a in audios]),
-                            "text": b("text", _flat(embedder.encode))}
+                services = {}
+                if "speech" in self.wanted:
+                    asrs = {"main": asr, "fallback": m["fallback"]}
+                    # faster-whisper: one recognition at a time (see the module docstring); a
+                    # backend that batches (transformers on a GPU) takes every stream's piece at once.
+                    services["speech"] = b("speech", _speech_batched(asrs), 2) \
+                        if hasattr(asr, "transcribe_batch") else b("speech", _speech(asrs), 2, max_batch=1)
+                if "vad" in self.wanted:
+                    services["vad"] = b("vad", lambda audios: [asr.speech_spans(a) for a in audios])
+                if "text" in self.wanted:
+                    services["text"] = b("text", _flat(embedder.encode))
                 if vision is not None:
                     services["frames"] = b("frames", _frames(vision))
                 if reader is not None:
                     services["ocr"] = b("ocr", lambda frames: [reader.read(f) for f in frames])
-                if stream_model is not None:
-                    services["stream"] = b("stream", _stream(stream_model))
-                if clip is not None:
+                if m["stream_model"] is not None:
+                    services["stream"] = b("stream", _stream(m["stream_model"]))
+                clip, captioner = m["clip"], m["captioner"]
+                if clip is not None and "clip_frames" in self.wanted:
                     services["clip_frames"] = b("clip_frames", _flat(clip.encode_frames))
+                if clip is not None and "clip_text" in self.wanted:
                     services["clip_text"] = b("clip_text", _flat(clip.encode_text))
                 if captioner is not None:
                     services["caption"] = b("caption", _flat(captioner.caption))
-                self._facts = ServiceFacts(tuple(services), embedder.dim,
-                                           vision.dim if vision is not None else None,
-                                           asr.configured_language, fallback is not None)
+                self._facts = ServiceFacts(
+                    tuple(services), embedder.dim if embedder is not None else None,
+                    vision.dim if vision is not None else None,
+                    asr.configured_language if asr is not None else None, m["fallback"] is not None)
                 self._services = services
             return self._facts
 

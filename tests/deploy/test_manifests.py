@@ -22,15 +22,18 @@ def test_serve_configs_validate_and_build_the_app(name):
     from ray.serve.deployment import Application
     from ray.serve.schema import ServeDeploySchema
 
+    from actors.model_service import bind_models
     from actors.serve.app import build_app
 
     config = serve_configs()[name]
     ServeDeploySchema.model_validate(config)
     [app] = config["applications"]
     assert app["import_path"] == "actors.serve.app:build_app"
-    assert isinstance(build_app(app["args"]), Application)
+    built = build_app(app["args"])
+    assert isinstance(built, Application)
+    names = {"MantaApi", "Answerer"} | set(bind_models(app["args"]["settings"]))
     for deployment in app.get("deployments", []):  # overrides must name deployments the app has
-        assert deployment["name"] in {"MantaApi", "Answerer", "models"}, deployment["name"]
+        assert deployment["name"] in names, deployment["name"]
 
 
 def test_a_bad_setting_in_a_serve_config_is_refused_when_the_app_is_built():
@@ -38,3 +41,14 @@ def test_a_bad_setting_in_a_serve_config_is_refused_when_the_app_is_built():
 
     with pytest.raises(ValueError, match="model_replicas"):
         build_app({"settings": {"model_replicas": 0}})
+
+
+def test_per_model_deployments_follow_the_models_the_settings_use():
+    from actors.model_service import bind_models
+
+    assert list(bind_models({})) == ["models"]
+    split = bind_models({"model_deployments": "per-model"})
+    assert sorted(split) == ["models-frames", "models-ocr", "models-speech", "models-stream", "models-text"]
+    lean = bind_models({"model_deployments": "per-model", "visual_model": "off", "ocr": "off",
+                        "stream_model": "off"})
+    assert sorted(lean) == ["models-speech", "models-text"]

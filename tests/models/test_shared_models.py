@@ -74,3 +74,27 @@ def test_each_stream_keeps_its_own_language(model_set):
         assert b.asr.language is None  # b has heard nothing: nothing was decided for it
     finally:
         shared.close()
+
+
+def test_a_service_that_serves_one_model_loads_only_that_model():
+    from manta_models.serving.shared import ServiceFacts
+
+    text = SharedModels(Settings(), services=["text"])
+    try:
+        facts = text.start()
+        assert facts.services == ("text",) and facts.text_dim == 384 and facts.frame_dim is None
+        assert text._set.loaded() == {"embedder"}  # no Whisper, no EfficientNet, no OCR loaded
+        assert text.call("text", ["hello"], "a").shape == (1, 384)
+    finally:
+        text.close()
+    speech = ServiceFacts(("speech", "vad"), None, None, "en", False)
+    frames = ServiceFacts(("frames",), None, 1280, None, False)
+    merged = ServiceFacts.merge([speech, facts, frames])
+    assert merged == ServiceFacts(("speech", "vad", "text", "frames"), 384, 1280, "en", False)
+
+
+def test_an_unknown_service_name_is_refused():
+    from manta_models.serving.shared import UnknownService
+
+    with pytest.raises(UnknownService, match="speach"):
+        SharedModels(Settings(), services=["speach"])

@@ -102,3 +102,37 @@ def test_a_model_that_cannot_load_fails_the_streams_that_need_it_with_the_reason
     finally:
         ray.kill(actor)
         serve.delete("broken-models")
+
+
+def test_per_model_deployments_give_a_stream_what_one_deployment_gives(service):
+    """model_deployments: per-model (a GPU box): each model in a deployment of its own, reached
+    through one handle each; a stream gets exactly the segments it gets from the single deployment."""
+    import ray
+    from ray import serve
+
+    from actors.model_service import bind_models
+    from actors.stream_actor import StreamActor, actor_name
+
+    reference = service.add(str(media(CLIP)), name="split-ref")
+    service.wait(reference, states=("finished",), timeout=300)
+    settings = service.settings.model_copy(update={"model_deployments": "per-model"}).model_dump(mode="json")
+    bound = bind_models(settings)
+    assert {"models-speech", "models-text", "models-stream"} <= set(bound)
+    handles = {name: serve.run(app, name=f"split-{name}", route_prefix=None) for name, app in bound.items()}
+    actor = StreamActor.options(name=actor_name("split-jfk"), namespace=service.settings.namespace).remote(
+        "split-jfk", "split-jfk", str(media(CLIP)), settings, models=handles)
+    try:
+        ray.get(actor.start.remote(), timeout=60)
+        deadline = time.monotonic() + 300
+        while (st := ray.get(actor.status.remote(), timeout=30))["state"] not in ("finished", "failed"):
+            assert time.monotonic() < deadline, st
+            time.sleep(0.5)
+        assert st["state"] == "finished", st
+        got = [(s["start"], s["end"], s["text"]) for s in ray.get(actor.segments.remote(None, None, 1000))]
+        assert got == _texts(service, reference)
+        replicas = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "serve"]
+        assert any("#models-speech#" in n for n in replicas) and any("#models-text#" in n for n in replicas)
+    finally:
+        ray.kill(actor)
+        for name in handles:
+            serve.delete(f"split-{name}")
