@@ -51,7 +51,9 @@ class ModelService:
         # never on the event loop, which must keep taking other streams' requests.
         self._pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="manta-models")
         started = time.monotonic()
-        # Loading takes seconds: the replica is up at once, and calls wait for the models.
+        # Loading takes seconds: the replica is up at once, and calls wait for the models. A model
+        # that fails to load is reported to every caller (no health check fails on it: a restart
+        # would only fail the same way again).
         self._loading = self._pool.submit(self._load, started)
         self._metrics = MetricsExporter(DEPLOYMENT, self.stats, metrics=ServiceMetrics()).start()
 
@@ -84,9 +86,6 @@ class ModelService:
         return {"node": ray.get_runtime_context().get_node_id(),
                 "loaded": self._loading.done() and self._loading.exception() is None,
                 "services": [s.to_dict() for s in self.shared.stats()]}
-
-    def check_health(self) -> None:
-        pass  # a model that failed to load is reported to every caller, not hidden by restarts
 
 
 # model_deployments: per-model — a deployment per group of services that share a model.

@@ -80,6 +80,13 @@ def _device(requested: str) -> str:
         return "cpu"
 
 
+def speech_spans(audio: np.ndarray, vad) -> list[tuple[int, int]]:
+    """Sample ranges that hold speech (Silero VAD, bundled with faster-whisper; ``vad``: VadOptions)."""
+    from faster_whisper.vad import get_speech_timestamps
+
+    return [(s["start"], s["end"]) for s in get_speech_timestamps(audio, vad)]
+
+
 class WhisperASR:
     """The speech recogniser the stream pipeline drives: VAD spans plus word-timed transcripts."""
 
@@ -116,10 +123,7 @@ class WhisperASR:
                    min_silence_s=s.asr_min_silence_s, temperature_fallback=s.asr_temperature_fallback)
 
     def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]:
-        """Sample ranges that hold speech (Silero VAD, bundled with faster-whisper)."""
-        from faster_whisper.vad import get_speech_timestamps
-
-        return [(s["start"], s["end"]) for s in get_speech_timestamps(audio, self.vad)]
+        return speech_spans(audio, self.vad)
 
     def transcribe(self, audio: np.ndarray, prompt: str | None = None) -> list[Word]:
         """Words with times relative to the start of ``audio``. Fixes the language after first use."""

@@ -83,9 +83,9 @@ class HFWhisperASR:
 
     # -- the SpeechRecognizer protocol ---------------------------------------------------------------
     def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]:
-        from faster_whisper.vad import get_speech_timestamps
+        from manta_models.perception.asr import speech_spans
 
-        return [(s["start"], s["end"]) for s in get_speech_timestamps(audio, self.vad)]
+        return speech_spans(audio, self.vad)
 
     def transcribe_window(self, audio: np.ndarray, prompt: str | None = None,
                           one_window: bool = True) -> tuple[list[Word], bool]:
