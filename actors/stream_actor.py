@@ -29,7 +29,7 @@ from streaming.search.view import StreamView
 
 from actors.metrics import MetricsExporter
 from actors.model_service import RemoteModels
-from actors.logs import configure_logging
+from actors.logs import configure_logging, prepare_environment
 
 log = logging.getLogger("manta.stream_actor")
 
@@ -99,6 +99,7 @@ class StreamActor:
         a crash restart it keeps the store, restores from it and starts at once (nobody calls
         ``start``); without it, a new stream that reuses an old id starts empty. ``models``: a handle
         of the shared ``models`` deployment (actors/model_service.py); None loads models here."""
+        prepare_environment(local=False)  # the operator's egress for the source, not Ray's closed proxy
         configure_logging()
         self.settings = Settings.load(settings)
         set_search_threads(self.settings.faiss_threads)

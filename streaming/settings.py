@@ -7,11 +7,25 @@ Environment first so an operator can override a checked-in config file without e
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+TOKEN_ENV = "MANTA_API_TOKEN"
+MIN_TOKEN_CHARS = 16
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _default_cache_dir() -> Path:
@@ -31,6 +45,18 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Prometheus port of a local Ray's metrics (on 127.0.0.1); "
                                           "None: a free port, shown by GET /healthz as metrics_url")
+    api_token_file: Path | None = Field(
+        None, description="file holding the API token (else the MANTA_API_TOKEN variable): every route then "
+                          "needs it as a bearer token; required to listen beyond loopback")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host header names the API answers besides loopback ones (a guard "
+                                          "against DNS rebinding): the names clients use to reach it")
+    source_allow: list[str] = Field(
+        default_factory=list, description="networks (10.1.0.0/16) or host names sources may reach although "
+                                          "they are private, link-local or loopback")
+    media_roots: list[Path] = Field(
+        default_factory=list, description="folders file sources must lie in; empty: any readable file while "
+                                          "the API listens on loopback only, none once it listens beyond")
     ray_address: str | None = Field(None, description="join this Ray cluster; None starts a local one")
     namespace: str = Field("manta", description="Ray namespace of the stream actors")
     cache_dir: Path = Field(default_factory=_default_cache_dir,
@@ -151,6 +177,14 @@ class Settings(BaseSettings):
     def _expand(cls, v: Path) -> Path:
         return v.expanduser()
 
+    @field_validator("source_allow", mode="after")
+    @classmethod
+    def _allow_entries(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            if not entry or any(c.isspace() for c in entry) or "/" in entry and not _is_network(entry):
+                raise ValueError(f"source_allow entry '{entry}' is neither a network (10.0.0.0/8) nor a host name")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
         # Checked here so a bad combination fails at deploy time, not when a stream starts.
@@ -178,6 +212,39 @@ class Settings(BaseSettings):
     def load(cls, overrides: dict[str, Any] | None = None) -> "Settings":
         """Settings from env vars over ``overrides`` (a serve_config.yaml mapping) over defaults."""
         return cls(**(overrides or {}))
+
+    @property
+    def loopback_only(self) -> bool:
+        """The API listens where only this machine can reach it."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False  # a host name: whatever it resolves to may be reachable from elsewhere
+
+    def api_token(self) -> str | None:
+        """The API token: MANTA_API_TOKEN, else the file ``api_token_file`` names; None when neither
+        is set. Never a field of its own, so it never shows in a settings dump or a Serve config."""
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        if not token and self.api_token_file is not None:
+            try:
+                token = self.api_token_file.expanduser().read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read api_token_file {self.api_token_file}: {exc.strerror}") from None
+            if not token:
+                raise ValueError(f"api_token_file {self.api_token_file} is empty")
+        if token and len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(f"the API token must have at least {MIN_TOKEN_CHARS} characters "
+                             "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return token or None
+
+    def check_exposure(self) -> None:
+        """Refuse to listen beyond loopback without a token: anyone who reaches the port could add
+        sources, read every stream and delete their data."""
+        if not self.loopback_only and self.api_token() is None:
+            raise ValueError(f"refusing to listen on {self.host} without an API token: set {TOKEN_ENV} "
+                             "(or api_token_file), or keep host 127.0.0.1")
 
     @property
     def url(self) -> str:

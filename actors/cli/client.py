@@ -4,6 +4,7 @@ errors, status tables, and answers (streamed as the answer model writes them).""
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from streaming.answer.extractive import clock
+from streaming.settings import TOKEN_ENV
 
 console = Console()
 err = Console(stderr=True)
@@ -28,9 +30,12 @@ class CliError(Exception):
 # -- HTTP client -----------------------------------------------------------------------------------
 
 class Client:
-    def __init__(self, base_url: str, timeout: float = 30.0):
+    def __init__(self, base_url: str, timeout: float = 30.0, token: str | None = None):
+        """``token``: the API token (default MANTA_API_TOKEN), sent as a bearer token."""
         self.base = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base, timeout=timeout, trust_env=False)
+        token = token or os.environ.get(TOKEN_ENV, "").strip()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.base, timeout=timeout, trust_env=False, headers=headers)
 
     def call(self, method: str, path: str, **kw) -> Any:
         try:
@@ -39,6 +44,9 @@ class Client:
             raise CliError(f"Manta is not running at {self.base} (start it with: manta up)", 2) from None
         except httpx.TimeoutException:
             raise CliError(f"Manta at {self.base} did not answer in time", 2) from None
+        if r.status_code == 401:
+            raise CliError(f"Manta at {self.base} wants its API token: set {TOKEN_ENV} (or api_token_file "
+                           "in the config) to the token it was started with")
         self.raise_for(r)
         return r.json()
 

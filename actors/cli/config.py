@@ -38,6 +38,8 @@ def make_settings(args: argparse.Namespace) -> Settings:
         if value is not None:
             overrides[key] = value
     try:
-        return Settings.load(overrides)
+        settings = Settings.load(overrides)
+        settings.api_token()  # an unreadable or too short token file is said now, in one line
+        return settings
     except ValueError as exc:
         raise CliError(f"invalid configuration: {exc}") from None

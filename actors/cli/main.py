@@ -41,6 +41,10 @@ def cmd_up(args) -> int:
     from actors import logs, runtime
 
     settings = make_settings(args)
+    try:
+        settings.check_exposure()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     logs.configure_logging()
     with console.status("starting Ray and the Serve app…"):
         runtime.start_ray(settings)
@@ -61,7 +65,7 @@ def cmd_up(args) -> int:
 
 def cmd_ingest(args) -> int:
     settings = make_settings(args)
-    client = Client(settings.url)
+    client = Client(settings.url, token=settings.api_token())
     source = args.source
     if "://" not in source:  # the service resolves paths on its side: send an absolute one
         source = str(Path(source).expanduser().resolve())
@@ -77,7 +81,7 @@ def cmd_ingest(args) -> int:
 
 def cmd_ask(args) -> int:
     settings = make_settings(args)
-    client = Client(settings.url)
+    client = Client(settings.url, token=settings.api_token())
     body = {"question": args.question, "streams": args.stream or None, "start": args.start,
             "end": args.end, "k": args.k, "modality": args.modality,
             "generate": False if args.no_generate else None}
@@ -91,7 +95,7 @@ def cmd_ask(args) -> int:
 
 def cmd_status(args) -> int:
     settings = make_settings(args)
-    client = Client(settings.url)
+    client = Client(settings.url, token=settings.api_token())
 
     def fetch():
         if args.stream:
@@ -113,7 +117,8 @@ def cmd_status(args) -> int:
 
 def cmd_stop(args) -> int:
     settings = make_settings(args)
-    status = Client(settings.url).call("DELETE", f"/v1/streams/{args.stream}",
+    client = Client(settings.url, token=settings.api_token())
+    status = client.call("DELETE", f"/v1/streams/{args.stream}",
                                        params={"remove": "true"} if args.remove else None)
     console.print(f"stream {args.stream} removed: its actor ended and its data was deleted" if args.remove
                   else f"stream {args.stream} {status.get('state')}; its segments stay searchable")

@@ -18,26 +18,29 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from ray import serve
 
 from streaming.answer.extractive import extractive_answer, merge_evidence
 from streaming.settings import Settings
-from streaming.source.media import SourceError, open_container, parse_source
+from streaming.source.media import SourceError, open_container
+from streaming.source.policy import SourcePolicy, SourceRefused
 
 from actors.model_service import bind_models
 from actors.serve.answerer import Answerer
 from actors.directory import STOP_TIMEOUT_S, StreamDirectory, totals, wait_ref
 from actors.serve.openai_compat import ChatRequest, ChunkWriter, completion
 from actors.serve.fanout import QueryEngine, UnknownStreams
+from actors.serve.guard import Guard, GuardMiddleware, install, token_digest
 from actors.serve.schemas import QueryRequest, SimilarRequest, StreamRequest
 from actors.logs import configure_logging, prepare_environment
 
 log = logging.getLogger("manta.app")
 api = FastAPI(title="Manta", version="0.1.0",
               description="Ask questions about live and recorded video streams.")
+api.add_middleware(GuardMiddleware)
 
 
 def sse(event: str, data) -> str:
@@ -65,20 +68,23 @@ def decode_image(image_b64: str):
         raise ValueError("'image' is not a PNG or JPEG picture") from None
 
 
-def _probe_file(spec, settings: Settings) -> None:
-    open_container(spec, settings.open_timeout_s, settings.read_timeout_s).close()
+def _probe_file(spec, settings: Settings, policy: SourcePolicy) -> None:
+    open_container(spec, settings.open_timeout_s, settings.read_timeout_s, policy(spec)).close()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
 @serve.ingress(api)
 class MantaApi:
     def __init__(self, settings: dict[str, Any] | None = None, restore: bool = True, answerer=None,
-                 models=None):
+                 models=None, token_sha256: str | None = None):
+        """``token_sha256``: the API token's digest (the token itself never reaches a replica)."""
         prepare_environment(local=False)
         configure_logging()
         from manta_models.perception.embed import TextEmbedder
 
         self.settings = Settings.load(settings)
+        install(Guard.from_settings(self.settings, token_sha256))
+        self.policy = SourcePolicy.from_settings(self.settings)
         self.streams = StreamDirectory(self.settings, models)
         if restore:
             # Streams saved in data_dir come back (resumed or just searchable) before the first
@@ -109,21 +115,25 @@ class MantaApi:
         return vector
 
     @api.get("/healthz")
-    async def healthz(self) -> dict:
+    async def healthz(self, request: Request) -> dict:
         from actors.metrics import metrics_url
 
+        if not request.state.authorized:  # a load balancer's probe learns that it is up, no more
+            return {"ok": True}
         return {"ok": True, "streams": len(await self.streams.ids()),
                 "metrics_url": await run_in_threadpool(metrics_url)}
 
     @api.post("/v1/streams", status_code=201)
     async def add_stream(self, req: StreamRequest) -> dict:
-        try:
-            spec = parse_source(req.source)
+        try:  # resolves the host: off the event loop
+            spec = await run_in_threadpool(self.policy.parse, req.source)
+        except SourceRefused as exc:
+            raise HTTPException(403, detail=str(exc)) from None
         except SourceError as exc:
             raise HTTPException(400, detail=str(exc)) from None
         if not spec.live:  # a file that is not media is reported now, not as a failed stream later
             try:
-                await run_in_threadpool(_probe_file, spec, self.settings)
+                await run_in_threadpool(_probe_file, spec, self.settings, self.policy)
             except SourceError as exc:
                 raise HTTPException(422, detail=str(exc)) from None
         hint = PurePosixPath(spec.uri).stem if not spec.live else (urlparse(spec.uri).hostname or "")
@@ -322,11 +332,13 @@ def build_app(args: dict[str, Any] | None = None):
     if not isinstance(restore, bool):
         raise ValueError("app arg 'restore' must be true or false")
     loaded = Settings.load(settings)  # fail at deploy time on a bad config, not in a replica
+    loaded.check_exposure()
+    digest = token_digest(loaded.api_token())
     if loaded.rerank_model:
         from manta_models.packaged import check_model_dir
 
         check_model_dir(loaded.rerank_model, "reranker")
     answerer = Answerer.bind(settings) if loaded.answer_model != "off" else None
     models = bind_models(settings) if loaded.shared_models else None
-    return MantaApi.bind(settings, restore, answerer, models)
+    return MantaApi.bind(settings, restore, answerer, models, digest)
 

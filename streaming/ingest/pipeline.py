@@ -26,6 +26,7 @@ from streaming.ingest.scoring import SegmentScorer
 from streaming.ingest.segmenter import MicroSegmenter
 from streaming.settings import Settings
 from streaming.source.media import CHUNK_SECONDS, MediaSource, SourceError, SourceSpec
+from streaming.source.policy import SourcePolicy
 from streaming.memory.store import Checkpoint, StreamStore
 from streaming.interfaces import Embedder, ModelLoader, Models
 from streaming.memory.levels import StreamLevels
@@ -69,7 +70,7 @@ class StreamPipeline:
             pace=settings.pace, frame_fps=frame_fps, reconnect_initial=settings.reconnect_initial_s,
             reconnect_max=settings.reconnect_max_s, stop=self._stop, on_gap=self.status.gaps.append,
             start_at=resume_t, subtitles=settings.subtitles, scene_threshold=settings.scene_threshold,
-            resumed=cp is not None)
+            resumed=cp is not None, check=SourcePolicy.from_settings(settings))
         self.segmenter = MicroSegmenter(stream_id, target_s=settings.micro_target_s, fill_quiet=True,
                                         start=resume_t, seq=cp.next_seq if cp else 0)
         self.window = SignalWindow()

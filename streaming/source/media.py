@@ -106,12 +106,15 @@ def _open_options(spec: SourceSpec) -> dict[str, str]:
     return opts
 
 
-def open_container(spec: SourceSpec, open_timeout: float, read_timeout: float):
-    """Open with bounded waits; raise SourceError with a readable reason."""
+def open_container(spec: SourceSpec, open_timeout: float, read_timeout: float,
+                   options: dict[str, str] | None = None):
+    """Open with bounded waits; raise SourceError with a readable reason. ``options``: more FFmpeg
+    options (the source policy's protocol whitelist)."""
     if spec.uri.lower().split("?")[0].endswith(".m3u8"):
         read_timeout = max(read_timeout, HLS_READ_TIMEOUT_S)
     try:
-        container = av.open(spec.uri, options=_open_options(spec), timeout=(open_timeout, read_timeout))
+        container = av.open(spec.uri, options=_open_options(spec) | (options or {}),
+                            timeout=(open_timeout, read_timeout))
     except av.error.ExitError:
         raise SourceError(f"nothing received from {spec.display} within {open_timeout:g} s") from None
     except av.error.ProtocolNotFoundError:
@@ -161,10 +164,14 @@ class MediaSource:
                  pace: str = "fast", frame_fps: float = 1.0, reconnect_initial: float = 0.5,
                  reconnect_max: float = 30.0, stop: threading.Event | None = None,
                  on_gap: Callable[[Gap], None] | None = None, start_at: float = 0.0,
-                 subtitles: bool = True, scene_threshold: float | None = None, resumed: bool = False):
+                 subtitles: bool = True, scene_threshold: float | None = None, resumed: bool = False,
+                 check: Callable[[SourceSpec], dict[str, str]] | None = None):
         if pace not in ("fast", "realtime"):
             raise ValueError("pace must be 'fast' or 'realtime'")
         self.spec = spec
+        # Before every open, a reconnect's too (a host name can resolve elsewhere by then): the
+        # source policy, which raises SourceError or returns the FFmpeg options that bound the open.
+        self.check = check
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
         self.pace, self.frame_fps = pace, frame_fps
         self.subtitles = subtitles
@@ -191,7 +198,11 @@ class MediaSource:
 
     def probe(self) -> None:
         """Open now, so a bad file fails at once rather than later in a background thread."""
-        self._container = open_container(self.spec, self.open_timeout, self.read_timeout)
+        self._container = self._open()
+
+    def _open(self):
+        options = self.check(self.spec) if self.check is not None else None
+        return open_container(self.spec, self.open_timeout, self.read_timeout, options)
 
     def __iter__(self) -> Iterator[MediaChunk]:
         delay = self.reconnect_initial
@@ -199,8 +210,7 @@ class MediaSource:
         while not self.stop.is_set():
             attempt = time.time()
             try:
-                container = self._container or open_container(self.spec, self.open_timeout,
-                                                              self.read_timeout)
+                container = self._container or self._open()
                 self._container = None
             except SourceError as exc:
                 self.progress.last_error = str(exc)

@@ -128,13 +128,15 @@ def http_ts(path, port: int, *, name: str = "live.ts", **send) -> Broadcast:
 
 
 def hls(path, port: int, *, segment_s: float = 1.0, window: int = 0, folder: Path | None = None,
-        **send) -> Broadcast:
-    """HLS at ``http://127.0.0.1:PORT/live.m3u8``. ``window`` 0 keeps every segment listed (an EVENT
-    playlist that only grows); otherwise a sliding window of that many, older segments deleted."""
+        host: str = HOST, **send) -> Broadcast:
+    """HLS at ``http://HOST:PORT/live.m3u8``. ``window`` 0 keeps every segment listed (an EVENT
+    playlist that only grows); otherwise a sliding window of that many, older segments deleted.
+    ``host``: another loopback address (127.0.0.2) stands for a remote server: ``no_proxy`` and
+    the like single out 127.0.0.1 only."""
     own = folder is None
     folder = Path(tempfile.mkdtemp(prefix="manta-hls-")) if own else Path(folder)
-    b = Broadcast(f"http://{HOST}:{port}/live.m3u8")
-    _serve(b, port, _quiet(SimpleHTTPRequestHandler), directory=str(folder))
+    b = Broadcast(f"http://{host}:{port}/live.m3u8")
+    _serve(b, port, _quiet(SimpleHTTPRequestHandler), host=host, directory=str(folder))
     # temp_file: segments and the playlist appear by rename, so a client never reads half of one.
     flags = ["temp_file", "independent_segments"] + ([] if window == 0 else ["delete_segments"])
     opts = {"hls_time": f"{segment_s:g}", "hls_list_size": str(window), "hls_flags": "+".join(flags),
@@ -189,9 +191,9 @@ def _quiet(handler: type) -> type:
     return type(handler.__name__, (handler,), {"log_message": lambda self, *args: None})
 
 
-def _serve(b: Broadcast, port: int, handler: type, **handler_kw) -> ThreadingHTTPServer:
+def _serve(b: Broadcast, port: int, handler: type, host: str = HOST, **handler_kw) -> ThreadingHTTPServer:
     make = (lambda *a: handler(*a, **handler_kw)) if handler_kw else handler
-    server = ThreadingHTTPServer((HOST, port), make)
+    server = ThreadingHTTPServer((host, port), make)
     server.daemon_threads = True
     b.spawn(lambda: server.serve_forever(poll_interval=0.1), "http-server")
     b.closers.append(lambda: (server.shutdown(), server.server_close()))
