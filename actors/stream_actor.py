@@ -61,7 +61,7 @@ def store_path(data_dir: Path, stream_id: str) -> Path:
 
 
 def saved_spec(source: str) -> SourceSpec:
-    """The spec of a saved stream's recorded source (``SourceSpec.display``) when parse_source no
+    """The spec of a saved stream's recorded source (``SourceSpec.uri``) when parse_source no
     longer accepts it (the file is gone): the stream's data stays searchable, and a resumed reader
     reports why the source cannot be read."""
     scheme = source.split("://", 1)[0].lower() if "://" in source else "file"

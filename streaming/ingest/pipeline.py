@@ -335,7 +335,7 @@ class StreamPipeline:
         return Checkpoint(
             next_seq=self.segmenter.next_seq, resume_t=last.t1, media_seconds=self.status.media_seconds,
             wall=self.clock(), model=model, tracker=trackers,
-            info={"source": self.spec.display, "name": self.status.name, "state": self.status.state,
+            info={"source": self.spec.uri, "name": self.status.name, "state": self.status.state,
                   "pace": self.settings.pace,  # a realtime-paced file resumes realtime-paced
                   **self.retention.info()})
 

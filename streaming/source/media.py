@@ -21,6 +21,7 @@ import av
 
 from streaming.source.audio_chunks import AudioChunker
 from streaming.records import Gap, MediaChunk, VideoFrame
+from streaming.source.relay import ProtocolMissing, RelayTimeout, open_relay, pyav_has_protocol, redact
 from streaming.source.scenes import SceneDetector, thumbnail
 from streaming.source.subtitles import SubtitleTrack, subtitle_streams
 from streaming.source.timeline import MediaClock, SilenceWatch
@@ -57,7 +58,9 @@ class SourceSpec:
 
     @property
     def display(self) -> str:
-        return self.uri
+        """The source as logs, errors and statuses show it: an SRT passphrase is not shown (a
+        checkpoint keeps ``uri``, which a restart reopens)."""
+        return redact(self.uri)
 
 
 def parse_source(text: str) -> SourceSpec:
@@ -75,7 +78,7 @@ def parse_source(text: str) -> SourceSpec:
                           + ", ".join(s + "://" for s in LIVE_SCHEMES))
     parsed = urlparse(text)
     if not parsed.hostname:
-        raise SourceError(f"'{text}' has no host")
+        raise SourceError(f"'{redact(text)}' has no host")
     # A plain HTTP file download is recorded media, not a broadcast: do not reconnect at its end.
     live = not (scheme in ("http", "https") and parsed.path.lower().endswith(RECORDED_SUFFIXES))
     return SourceSpec(uri=text, live=live, scheme=scheme)
@@ -113,14 +116,18 @@ def open_container(spec: SourceSpec, open_timeout: float, read_timeout: float,
     if spec.uri.lower().split("?")[0].endswith(".m3u8"):
         read_timeout = max(read_timeout, HLS_READ_TIMEOUT_S)
     try:
-        container = av.open(spec.uri, options=_open_options(spec) | (options or {}),
-                            timeout=(open_timeout, read_timeout))
-    except av.error.ExitError:
+        if spec.live and not pyav_has_protocol(spec.scheme):
+            container = open_relay(spec.uri, spec.scheme, open_timeout, read_timeout)  # srt://: relay.py
+        else:
+            container = av.open(spec.uri, options=_open_options(spec) | (options or {}),
+                                timeout=(open_timeout, read_timeout))
+    except (av.error.ExitError, RelayTimeout):
         raise SourceError(f"nothing received from {spec.display} within {open_timeout:g} s") from None
-    except av.error.ProtocolNotFoundError:
+    except (av.error.ProtocolNotFoundError, ProtocolMissing):
         # PyAV's wheels ship an FFmpeg without libsrt, for one: say so rather than "Protocol not found".
         raise SourceError(f"cannot open {spec.display}: this FFmpeg build (PyAV {av.__version__}) has no "
-                          f"{spec.scheme}:// protocol") from None
+                          f"{spec.scheme}:// protocol, nor has an ffmpeg binary on PATH; install one "
+                          f"that has (Debian's: apt-get install ffmpeg)") from None
     except av.error.FFmpegError as exc:
         raise SourceError(f"cannot open {spec.display}: {_reason(exc)}") from None
     except OSError as exc:

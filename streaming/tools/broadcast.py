@@ -10,7 +10,8 @@ way each protocol is really served, so Manta can be pointed at it exactly as a u
 - ``rtsp``: FFmpeg cannot serve RTSP to players, only push to a server, so ``RtspRelay`` is that
   server: the encoder pushes (ANNOUNCE/RECORD), players pull ``rtsp://127.0.0.1:PORT/live/stream``
   (DESCRIBE/SETUP/PLAY), RTP interleaved on the RTSP connection both ways (RFC 2326 §10.12).
-- ``srt``: an SRT listener; Manta calls it (needs an FFmpeg with libsrt, which PyAV's wheels lack).
+- ``srt``: an SRT listener; Manta calls it. PyAV's wheels lack libsrt, so an ffmpeg binary that has
+  it (Debian's) sends, fed by this process through a pipe.
   (UDP needs nothing more than ``replay``: Manta is the one listening there.)
 
 Each returns a started ``Broadcast``; ``close()`` (or leaving its ``with`` block) stops it.
@@ -18,9 +19,11 @@ Each returns a started ``Broadcast``; ``close()`` (or leaving its ``with`` block
 
 from __future__ import annotations
 
+import fcntl
 import queue
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
@@ -28,8 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import av
-
+from streaming.source.relay import ffmpeg_with, pyav_has_protocol
 from streaming.tools.replay import ReplayLog, replay
 from streaming.tools.rtsp_relay import RtspRelay
 
@@ -49,6 +51,7 @@ class Broadcast:
     closers: list[Callable[[], None]] = field(default_factory=list)  # unblock the threads
     cleanups: list[Callable[[], None]] = field(default_factory=list)  # once they have ended
     sender: threading.Thread | None = None  # the one that encodes and paces
+    processes: list[subprocess.Popen] = field(default_factory=list)  # killed and reaped by close()
 
     def spawn(self, target: Callable[[], object], name: str, sender: bool = False) -> None:
         def run() -> None:
@@ -72,6 +75,10 @@ class Broadcast:
         self.stop.set()
         for close in self.closers:
             close()
+        for proc in self.processes:  # also unblocks a sender writing to one that waits for a caller
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout)
         for thread in self.threads:
             thread.join(timeout)
         for cleanup in self.cleanups:
@@ -89,12 +96,44 @@ def _send(b: Broadcast, path, target, name: str, **send) -> None:
 
 
 def srt(path, port: int, **send) -> Broadcast:
-    """An SRT listener sending MPEG-TS; Manta calls ``srt://127.0.0.1:PORT``. Needs an FFmpeg built
-    with libsrt (``protocol_available("srt")``)."""
+    """An SRT listener sending MPEG-TS; Manta calls ``srt://127.0.0.1:PORT``. Sent by PyAV when its
+    FFmpeg has libsrt, else by an ffmpeg binary that has SRT (Debian's), fed MPEG-TS on its stdin
+    (``can_send("srt")`` says whether either can)."""
     b = Broadcast(f"srt://{HOST}:{port}")
-    b.ready.set()
-    _send(b, path, f"{b.url}?mode=listener&transtype=live", "srt-sender", **send)
+    b.ready.set()  # a caller that comes too early is refused and tries again, as with RTMP
+    target = f"{b.url}?mode=listener&transtype=live"
+    if protocol_available("srt"):
+        _send(b, path, target, "srt-sender", **send)
+        return b
+    binary = ffmpeg_with("srt", "output")
+    if binary is None:
+        raise RuntimeError("no SRT: neither PyAV's FFmpeg nor an ffmpeg binary on PATH has srt://")
+    # A small probe: the listener opens (and the broadcast clock starts) at once, not 5 s of media later.
+    proc = subprocess.Popen([binary, "-nostdin", "-hide_banner", "-loglevel", "error", "-probesize", "32768",
+                             "-analyzeduration", "0", "-f", "mpegts", "-i", "pipe:0", "-map", "0", "-c", "copy",
+                             "-flush_packets", "1", "-f", "mpegts", target], stdin=subprocess.PIPE)
+    # A 4 KiB pipe: while no caller is there the sender blocks (and its clock waits, see replay._send)
+    # instead of queueing seconds of media that would reach the caller in a burst.
+    fcntl.fcntl(proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+    b.processes.append(proc)
+
+    def send_to_binary() -> None:
+        try:
+            replay(path, proc.stdin, stop=b.stop, log=b.log, buffer_size=188 * 7,
+                   options={"flush_packets": "1"}, **send)
+        finally:
+            try:  # the end of the broadcast: the binary flushes and hangs up (close() reaps it)
+                proc.stdin.close()
+            except OSError:
+                pass
+
+    b.spawn(send_to_binary, "srt-sender", sender=True)
     return b
+
+
+def can_send(name: str) -> bool:
+    """Whether ``srt`` (or another sender here) can send protocol ``name``: by PyAV or a binary."""
+    return protocol_available(name) or ffmpeg_with(name, "output") is not None
 
 
 def rtmp(path, port: int, *, app: str = "live/stream", accept_s: int = 60, **send) -> Broadcast:
@@ -169,15 +208,8 @@ def rtsp(path, port: int, *, name: str = "live/stream", **send) -> Broadcast:
 
 
 def protocol_available(name: str) -> bool:
-    """Whether PyAV's FFmpeg has protocol ``name``, for SRT (it needs a build with libsrt): an SRT
-    URL without host or port fails on that, without touching the network."""
-    try:
-        av.open(f"{name}://", timeout=1).close()
-    except av.error.ProtocolNotFoundError:
-        return False
-    except (av.error.FFmpegError, OSError):
-        pass
-    return True
+    """Whether PyAV's FFmpeg has protocol ``name``, for SRT (it needs a build with libsrt)."""
+    return pyav_has_protocol(name)
 
 
 def _poke(port: int) -> None:

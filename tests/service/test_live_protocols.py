@@ -6,17 +6,20 @@ pace it was sent, and pictures come with it."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
 
 import pytest
 
-from tests.support.helpers import free_port, media, normalise
+from tests.support.helpers import child_processes, free_port, media, normalise
 from streaming.tools import broadcast
 from streaming.records import AudioChunk, VideoFrame
 from streaming.tools.rtsp_relay import RtspRelay
+from streaming.source import media as source_media
 from streaming.source.media import MediaSource, SourceError, parse_source
+from streaming.source.relay import ffmpeg_with, pyav_has_protocol
 
 pytestmark = pytest.mark.timeout(90)  # every wait below is bounded; this catches what is not
 
@@ -170,21 +173,71 @@ def test_rtsp_unknown_path_is_a_clear_failure():
     assert not server.is_alive()
 
 
+def need_srt() -> None:
+    """SRT both ways, by PyAV or (its wheels have no libsrt) an ffmpeg binary: CI installs Debian's."""
+    if not broadcast.can_send("srt") or not (pyav_has_protocol("srt") or ffmpeg_with("srt")):
+        pytest.skip("no SRT: neither PyAV's FFmpeg nor an ffmpeg binary on PATH has srt (apt-get install ffmpeg)")
+
+
 @pytest.mark.slow
 def test_srt_pull_from_a_listener():
-    if not broadcast.protocol_available("srt"):
-        pytest.skip("this PyAV build's FFmpeg has no srt protocol (no libsrt)")
-    with broadcast.srt(media(CLIP), free_port(), speed=SPEED, max_seconds=SEND_S) as b:
+    need_srt()
+    with broadcast.srt(media(CLIP), free_port(socket.SOCK_DGRAM), speed=SPEED, max_seconds=SEND_S) as b:
         got = receive(b)
     assert_received_live(got, b)
+    assert child_processes("ffmpeg") == []  # the relay and the sender are gone, not even zombies
 
 
-def test_srt_without_libsrt_says_so():
-    if broadcast.protocol_available("srt"):
-        pytest.skip("this FFmpeg has SRT: test_srt_pull_from_a_listener covers it")
-    spec = parse_source(f"srt://127.0.0.1:{free_port()}")
+@pytest.mark.slow
+def test_srt_sender_lost_mid_stream_reconnects_with_a_gap():
+    """The sender dies without hanging up (killed): the relay's read timeout notices the silence, the
+    source reconnects with backoff until a sender is back on the same port, and the outage is a gap
+    that media time skips, with a reason."""
+    need_srt()
+    port, stop, gaps = free_port(socket.SOCK_DGRAM), threading.Event(), []
+    audio: list[AudioChunk] = []
+    first = broadcast.srt(media(CLIP), port, speed=SPEED)
+    try:
+        source = connect(first.url, stop, read_timeout=2.0)
+        source.on_gap = gaps.append
+        reader = threading.Thread(target=lambda: audio.extend(
+            c for c in source if isinstance(c, AudioChunk)), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 15
+        while (not audio or audio[-1].t1 < 3.0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert audio and audio[-1].t1 >= 3.0, "nothing arrived before the sender was lost"
+        first.processes[0].kill()  # gone without a word: no SRT shutdown reaches the relay
+        lost_at = audio[-1].t1
+        time.sleep(3.0)  # down for a while: the read timeout fires and reconnects fail meanwhile
+    finally:
+        first.close()
+    with broadcast.srt(media(CLIP), port, speed=SPEED) as second:
+        deadline = time.monotonic() + 30
+        while not (gaps and audio[-1].t1 > gaps[0].media_t + 3.0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        reader.join(10)
+    assert not reader.is_alive()
+    assert not second.errors, second.errors
+    assert len(gaps) == 1 and source.progress.reconnects == 1, (gaps, source.progress)
+    gap = gaps[0]
+    print(f"\ngap at {gap.media_t:.1f} s for {gap.wall_end - gap.wall_start:.1f} s: {gap.reason}")
+    assert gap.media_t == pytest.approx(lost_at, abs=1.0)
+    assert gap.wall_end - gap.wall_start >= 3.0
+    assert gap.reason and "Traceback" not in gap.reason
+    after = [c for c in audio if c.t0 > gap.media_t]
+    assert after and after[0].t0 >= gap.media_t + 3.0  # media time skipped the outage
+    assert all(b.t0 >= a.t1 - 0.02 for a, b in zip(audio, audio[1:]))  # and never went back
+    assert child_processes("ffmpeg") == []
+
+
+def test_srt_with_neither_libsrt_nor_an_ffmpeg_binary_says_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(source_media, "pyav_has_protocol", lambda name: False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg binary
+    spec = parse_source(f"srt://127.0.0.1:{free_port(socket.SOCK_DGRAM)}")
     assert spec.live
-    with pytest.raises(SourceError, match=r"no srt:// protocol"):
+    with pytest.raises(SourceError, match=r"no srt:// protocol.*apt-get install ffmpeg"):
         MediaSource(spec, open_timeout=2, read_timeout=2).probe()
 
 

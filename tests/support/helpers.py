@@ -4,6 +4,7 @@ client for the service tests (loopback only, never through a proxy)."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
@@ -38,6 +39,21 @@ def run_threads(threads, errors: list, timeout: float = 60.0) -> None:
         t.join(timeout)
     assert not any(t.is_alive() for t in threads)
     assert errors == []
+
+
+def child_processes(name: str) -> list[tuple[int, str]]:
+    """(pid, state) of this process's children called ``name``, zombies ("Z") included: what a
+    source or a sender must not leave behind once it is closed."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if comm == name and int(rest[1]) == os.getpid():
+            found.append((int(stat.parent.name), rest[0]))
+    return found
 
 
 def normalise(text: str) -> str:
