@@ -6,11 +6,20 @@ actor comes back: its actor is created in resume mode (the store is kept, the in
 restored, an unfinished stream resumes its source from the checkpoint). Actor names are unique, so
 several API replicas starting at once restore each stream exactly once: a replica that finds the
 name taken leaves it to the one that won.
+
+A stream's data is deleted only by ``remove`` (``DELETE /v1/streams/{id}?remove=true``): a new stream
+whose name has a store on disk but no actor (removed from Ray some other way, or skipped by the
+restore) is refused, never given the old file. Create and remove of one id are serialised by a lock
+per id within an API replica. Across replicas no lock is shared, and none is needed: Ray's actor names
+are unique (a create while the old actor lives is refused), and ``remove`` renames the store into
+``data_dir/trash`` before it ends the actor, so a new stream created the moment the name is free
+gets a fresh file that the rest of the removal never touches (streaming/memory/data_dir.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -23,9 +32,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from streaming.settings import Settings
 
-from streaming.memory.store import remove_store
+from streaming.memory.data_dir import empty_trash, store_exists, trash_store
 
-from actors.stream_actor import ACTOR_PREFIX, STREAM_ID_RE, StreamActor, actor_name, make_stream_id, store_path
+from actors.stream_actor import ACTOR_PREFIX, STREAM_ID_RE, StreamActor, actor_name, make_stream_id
 
 log = logging.getLogger("manta.directory")
 
@@ -98,6 +107,21 @@ class StreamDirectory:
         self.models = models
         self._handles: dict[str, ray.actor.ActorHandle] = {}
         self._refreshed = 0.0
+        self._locks: dict[str, list] = {}  # stream id -> [its lock, how many hold or wait for it]
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, stream_id: str):
+        """Create and remove of one id, one at a time (in this replica); the entry goes when unused,
+        so ids that come and go do not pile up."""
+        entry = self._locks.setdefault(stream_id, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[stream_id]
 
     def _live_ids(self) -> set[str]:
         named = ray.util.list_named_actors(all_namespaces=True)
@@ -132,18 +156,26 @@ class StreamDirectory:
             raise KeyError(f"unknown stream: {stream_id}") from None
 
     async def create(self, name: str | None, source: str, hint: str, pace: str | None = None) -> str:
-        """Start a stream actor; returns at once, the actor loads its models in the background."""
+        """Start a stream actor; returns at once, the actor loads its models in the background.
+        KeyError (409) when the name is taken by a live stream or by a store on disk."""
         stream_id = make_stream_id(name, hint)
-        await self.refresh(force=True)
-        if stream_id in self._handles:
-            raise KeyError(f"a stream named '{stream_id}' already exists")
-        settings = self.settings.model_dump(mode="json") | ({"pace": pace} if pace else {})
-        try:
-            handle = self._spawn(stream_id, name or stream_id, source, settings)
-        except ValueError:  # Ray: the name is taken (a concurrent request won)
-            raise KeyError(f"a stream named '{stream_id}' already exists") from None
-        handle.start.remote()
-        self._handles[stream_id] = handle
+        async with self._locked(stream_id):
+            await self.refresh(force=True)
+            if stream_id in self._handles:
+                raise KeyError(f"a stream named '{stream_id}' already exists")
+            if await run_in_threadpool(store_exists, self.settings.data_dir, stream_id):
+                raise KeyError(
+                    f"a stream named '{stream_id}' is stored in {self.settings.data_dir}/streams but not "
+                    "running; its data is kept. Restart the service to bring it back, delete it with "
+                    f"DELETE /v1/streams/{stream_id}?remove=true (manta stop {stream_id} --remove), "
+                    "or choose another name")
+            settings = self.settings.model_dump(mode="json") | ({"pace": pace} if pace else {})
+            try:
+                handle = self._spawn(stream_id, name or stream_id, source, settings)
+            except ValueError:  # Ray: the name is taken (a concurrent request won)
+                raise KeyError(f"a stream named '{stream_id}' already exists") from None
+            handle.start.remote()
+            self._handles[stream_id] = handle
         return stream_id
 
     def _spawn(self, stream_id: str, name: str, source: str, settings: dict, resume: bool = False):
@@ -203,20 +235,44 @@ class StreamDirectory:
             return {"id": stream_id, "state": "lost", "last_error": f"stream actor died: {exc}"}
 
     async def remove(self, stream_id: str) -> dict:
-        """Forget a stream: stop it, end its actor (freeing its CPU share and memory) and delete its
-        saved store. Its segments are no longer searchable and a restart does not bring it back."""
-        handle = await self.resolve(stream_id)
+        """Forget a stream: delete its saved store, stop it and end its actor (freeing its CPU share
+        and memory). Its segments are no longer searchable and a restart does not bring it back. A
+        store without an actor (nothing restored it) is deleted too; KeyError when there is neither.
+
+        The store is moved to the trash first, before anything can free the name: a stream created
+        with the same name once the actor is killed gets a new file, which the rest of this removal
+        never touches. The trash is emptied after the kill (the old actor may hold the files open
+        until then; deleting them under it is harmless on POSIX, the space comes back when it exits)."""
+        if not STREAM_ID_RE.match(stream_id):  # it names a file: nothing outside streams/
+            raise KeyError(f"unknown stream: {stream_id}")
+        async with self._locked(stream_id):
+            try:
+                handle = await self.resolve(stream_id)
+            except KeyError:
+                handle = None
+            trash = await run_in_threadpool(trash_store, self.settings.data_dir, stream_id)
+            if handle is None and trash is None:
+                raise KeyError(f"unknown stream: {stream_id}")
+            if handle is not None:
+                await self._stop(stream_id, handle)
+                # An actor that had not started when the store was moved made its file since (its
+                # stop waited for that): while the old actor holds the name, no new stream can own a
+                # file there, so this second move takes only the old stream's.
+                trash = await run_in_threadpool(trash_store, self.settings.data_dir, stream_id, trash)
+                ray.kill(handle, no_restart=True)
+                self._handles.pop(stream_id, None)
+            await run_in_threadpool(empty_trash, trash)
+        log.info("removed stream %s", stream_id,
+                 extra={"fields": {"event": "stream_removed", "stream": stream_id,
+                                   "had_actor": handle is not None}})
+        return {"id": stream_id, "state": "removed"}
+
+    async def _stop(self, stream_id: str, handle) -> None:
         try:  # a clean stop first, so the source is closed; a stuck or dead actor is killed anyway
             await asyncio.wait_for(wait_ref(handle.stop.remote()), STOP_TIMEOUT_S)
         except (asyncio.TimeoutError, ray.exceptions.RayError):
             log.warning("stream %s did not stop cleanly within %g s; killing its actor", stream_id,
                         STOP_TIMEOUT_S)
-        ray.kill(handle, no_restart=True)
-        self._handles.pop(stream_id, None)
-        await run_in_threadpool(remove_store, store_path(self.settings.data_dir, stream_id))
-        log.info("removed stream %s", stream_id,
-                 extra={"fields": {"event": "stream_removed", "stream": stream_id}})
-        return {"id": stream_id, "state": "removed"}
 
     async def statuses(self) -> list[dict]:
         ids = await self.ids()

@@ -24,7 +24,8 @@ from streaming.records import Evidence
 from streaming.search.retrieve import RetrievalPlan, Retrieved, retrieve
 from streaming.settings import Settings
 from streaming.source.media import LIVE_SCHEMES, SourceError, SourceSpec, parse_source
-from streaming.memory.store import StreamStore, remove_store
+from streaming.memory.data_dir import store_path, streams_dir
+from streaming.memory.store import StreamStore
 from streaming.search.view import StreamView
 
 from actors.metrics import MetricsExporter
@@ -54,10 +55,6 @@ def make_stream_id(name: str | None, hint: str = "") -> str:
 
 def actor_name(stream_id: str) -> str:
     return ACTOR_PREFIX + stream_id
-
-
-def store_path(data_dir: Path, stream_id: str) -> Path:
-    return Path(data_dir) / "streams" / f"{stream_id}.sqlite"
 
 
 def saved_spec(source: str) -> SourceSpec:
@@ -97,7 +94,7 @@ class StreamActor:
                  models=None):
         """``resume``: a stream saved in ``data_dir`` coming back after the service restarted. Like
         a crash restart it keeps the store, restores from it and starts at once (nobody calls
-        ``start``); without it, a new stream that reuses an old id starts empty. ``models``: a handle
+        ``start``); without it the stream's store is new (an old one is never overwritten). ``models``: a handle
         of the shared ``models`` deployment (actors/model_service.py); None loads models here."""
         prepare_environment(local=False)  # the operator's egress for the source, not Ray's closed proxy
         configure_logging()
@@ -110,9 +107,8 @@ class StreamActor:
         self._chunks: FixedChunks | None = None  # the eval baseline's index, built on first use
         restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self._resumed = resume or restarted
+        streams_dir(self.settings.data_dir)  # made private (0700) before the first store is in it
         path = store_path(self.settings.data_dir, stream_id)
-        if not self._resumed:
-            remove_store(path)  # a new stream that reuses an old id starts empty
         unavailable = None
         try:
             spec = parse_source(source)
@@ -124,12 +120,27 @@ class StreamActor:
                 log.error("stream %s cannot start: %s", stream_id, exc)
             else:  # the file is gone: what was indexed must not go with it
                 spec, unavailable = saved_spec(source), str(exc)
-        if spec is not None:
+        store = self._open_store(path) if spec is not None else None
+        if store is not None:
             self.pipeline = StreamPipeline(stream_id, name, spec, self.settings, self._loader(spec),
-                                           store=StreamStore(path))
+                                           store=store)
         if self._resumed and self.pipeline is not None:
             self._resume(restarted, unavailable)
         self._metrics = MetricsExporter(stream_id, self.status).start()
+
+    def _open_store(self, path: Path) -> StreamStore | None:
+        """The stream's store: the saved one when resuming; else a new file, never an old one
+        emptied. The directory refuses a name whose store is on disk (409), so an old store here
+        means a request raced that check: this stream then fails and the old data stays."""
+        if self._resumed:
+            return StreamStore(path)
+        try:
+            return StreamStore(path, new=True)
+        except FileExistsError:
+            self._error = (f"stream {self.id} already has stored data in {path.parent}; it is kept. "
+                           f"Remove it with DELETE /v1/streams/{self.id}?remove=true, or use another name")
+            log.error("stream %s cannot start: %s", self.id, self._error)
+            return None
 
     def _loader(self, spec: SourceSpec):
         if self._remote is not None:

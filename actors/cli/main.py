@@ -187,11 +187,15 @@ def cmd_demo(args) -> int:
     console.print(f"demo source: {demo.path} ({demo.duration:.1f} s of video with speech)")
     with console.status("starting Ray and the Serve app…"):
         runtime.start_ray(settings)
-        # The demo starts from scratch each time: its "demo" stream from an earlier run is replaced.
+        # The demo starts from scratch each time: its "demo" stream from an earlier run is removed.
         url = runtime.deploy(settings, restore=False)
     console.print(f"Manta is serving on [bold]{url}[/bold]")
     try:
         client = Client(url, timeout=60)
+        # A stored stream's name is refused (409) until it is removed: the demo removes its own.
+        r = client.http.delete("/v1/streams/demo", params={"remove": "true"})
+        if r.status_code != 404:
+            client.raise_for(r)
         result = client.call("POST", "/v1/streams", json={"source": str(demo.path), "name": "demo"})
         final = wait_for_stream(client, result["id"], args.timeout)
         if final.get("state") != "finished":

@@ -167,9 +167,12 @@ class MantaApi:
     @api.delete("/v1/streams/{stream_id}")
     async def stop_stream(self, stream_id: str, remove: bool = Query(
             False, description="also forget the stream: end its actor and delete its data")) -> dict:
+        if remove:  # also a stream that is only stored (no actor): the one way to delete its data
+            try:
+                return await self.streams.remove(stream_id)
+            except KeyError as exc:
+                raise HTTPException(404, detail=exc.args[0]) from None
         handle = await self._known(stream_id)
-        if remove:
-            return await self.streams.remove(stream_id)
         try:
             return await asyncio.wait_for(wait_ref(handle.stop.remote()), STOP_TIMEOUT_S)
         except asyncio.TimeoutError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streaming.memory.data_dir import PRIVATE_DIR, PRIVATE_FILE, store_files
 from streaming.records import SegmentFeatures
 from streaming.records import LabelSpan, MicroSegment, RetentionCut, SeenLabels, ShownText, Word
 
@@ -115,9 +117,25 @@ SEGMENT_COLUMNS = ("seq, t0, t1, wall, words, surprise, surprise_raw, novelty, b
 
 
 class StreamStore:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, new: bool = False):
+        """``new``: a new stream's store, which must not exist yet: FileExistsError when any of its
+        files is there (a stream's data is deleted only by removing the stream, never by reusing its
+        name). The file is created 0600 by this process, so the check and the creation are one step
+        and no other process can slip its own file in between."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        if new:
+            if store_files(self.path):
+                raise FileExistsError(f"a stream store already exists at {self.path}")
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+        # Before SQLite opens it: umask-independent, and tightens a file an older version left
+        # readable. SQLite makes the -wal and -shm with the main file's mode, so they follow.
+        for f in store_files(self.path):
+            try:
+                os.chmod(f, PRIVATE_FILE)
+            except PermissionError:  # another user's file: its owner chose who may read it
+                if new:
+                    raise
         self._lock = threading.Lock()
         # check_same_thread off: the ingest thread writes, API calls read; the lock serialises them.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -259,8 +277,3 @@ class StreamStore:
         with self._lock:
             self._db.close()
 
-
-def remove_store(path: Path) -> None:
-    """Delete a stream's SQLite file and its journal, without opening it."""
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
