@@ -24,6 +24,7 @@ from streaming.records import Gap, MediaChunk, VideoFrame
 from streaming.source.scenes import SceneDetector, thumbnail
 from streaming.source.subtitles import SubtitleTrack, subtitle_streams
 from streaming.source.timeline import MediaClock, SilenceWatch
+from streaming.source.redact import redact_text, redact_uri
 
 log = logging.getLogger("manta.sources")
 # PyAV's bridge from FFmpeg's log to Python logging takes a lock per message from every decoder
@@ -57,7 +58,8 @@ class SourceSpec:
 
     @property
     def display(self) -> str:
-        return self.uri
+        """The URI as it may be shown (status, errors, logs): credentials masked (redact.py)."""
+        return redact_uri(self.uri)
 
 
 def parse_source(text: str) -> SourceSpec:
@@ -135,7 +137,8 @@ def _is_playlist(spec: SourceSpec) -> bool:
 
 def _reason(exc: Exception) -> str:
     msg = getattr(exc, "strerror", None) or str(exc)
-    return msg.split(":")[0] if "Errno" in msg and ":" in msg else msg
+    # FFmpeg's messages may quote the URL it was given, credentials included.
+    return redact_text(msg.split(":")[0] if "Errno" in msg and ":" in msg else msg)
 
 
 @dataclass
@@ -227,7 +230,7 @@ class MediaSource:
             except (av.error.FFmpegError, OSError) as exc:
                 clean_end = False
                 self.progress.last_error = f"stream interrupted: {_reason(exc)}"
-                log.warning("source %s interrupted: %s", self.spec.display, exc)
+                log.warning("source %s interrupted: %s", self.spec.display, redact_text(str(exc)))
             finally:
                 container.close()
             if not self.spec.live or self.stop.is_set():
