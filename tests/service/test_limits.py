@@ -203,6 +203,7 @@ def test_credentials_stay_out_of_status_and_logs_and_a_lost_actor_says_so_plainl
     source = f"rtsp://cam:HUNTER2x@127.0.0.1:{free_port()}/live?token=TOKEN42x&channel=1"
     sid = service.add(source, name="secret-cam")
     status = service.wait(sid, states=("failed", "reconnecting"), timeout=120)
+    assert "rtsp://cam:***@127.0.0.1:" in status["last_error"], status  # the error quotes the source
     listing = service.get("/v1/streams").text
     for shown in (json.dumps(status), listing):
         assert "HUNTER2x" not in shown and "TOKEN42x" not in shown
