@@ -33,6 +33,7 @@ from fastapi.concurrency import run_in_threadpool
 from streaming.settings import Settings
 
 from streaming.memory.data_dir import empty_trash, store_exists, trash_store
+from streaming.source.redact import redact_text, redact_uri
 
 from actors.stream_actor import ACTOR_PREFIX, STREAM_ID_RE, StreamActor, actor_name, make_stream_id
 
@@ -41,6 +42,18 @@ log = logging.getLogger("manta.directory")
 STATUS_TIMEOUT_S = 2.0
 STOP_TIMEOUT_S = 20.0  # the actor's stop waits up to 10 s for its threads
 REFRESH_EVERY_S = 1.0
+
+
+def lost_message(stream_id: str) -> str:
+    """Why a stream whose actor is gone does not answer. Ray's own text (a constructor traceback,
+    pids, paths) goes to the log, not to clients."""
+    return (f"stream {stream_id} is not running: its actor is gone (it crashed past its restarts or was "
+            f"killed); its saved data comes back when the service restarts, or DELETE "
+            f"/v1/streams/{stream_id}?remove=true forgets it")
+
+
+class TooManyStreams(Exception):
+    """max_streams streams exist already; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,9 @@ class StreamDirectory:
         self.models = models
         self._handles: dict[str, ray.actor.ActorHandle] = {}
         self._refreshed = 0.0
+        # Creates in this replica one at a time, so concurrent ones cannot pass max_streams together
+        # (several API replicas can still overshoot it by a stream or two each: a soft limit).
+        self._creating = asyncio.Lock()
         self._locks: dict[str, list] = {}  # stream id -> [its lock, how many hold or wait for it]
 
     @contextlib.asynccontextmanager
@@ -159,7 +175,7 @@ class StreamDirectory:
         """Start a stream actor; returns at once, the actor loads its models in the background.
         KeyError (409) when the name is taken by a live stream or by a store on disk."""
         stream_id = make_stream_id(name, hint)
-        async with self._locked(stream_id):
+        async with self._locked(stream_id), self._creating:
             await self.refresh(force=True)
             if stream_id in self._handles:
                 raise KeyError(f"a stream named '{stream_id}' already exists")
@@ -169,6 +185,11 @@ class StreamDirectory:
                     "running; its data is kept. Restart the service to bring it back, delete it with "
                     f"DELETE /v1/streams/{stream_id}?remove=true (manta stop {stream_id} --remove), "
                     "or choose another name")
+            if len(self._handles) >= self.settings.max_streams:
+                raise TooManyStreams(
+                    f"too many streams: {len(self._handles)} exist, the limit is {self.settings.max_streams} "
+                    "(max_streams; stopped streams count until removed with DELETE "
+                    "/v1/streams/{id}?remove=true)")
             settings = self.settings.model_dump(mode="json") | ({"pace": pace} if pace else {})
             try:
                 handle = self._spawn(stream_id, name or stream_id, source, settings)
@@ -214,7 +235,7 @@ class StreamDirectory:
             restored.append(s.id)
             log.info("restored stream %s from %s", s.id, s.path,
                      extra={"fields": {"event": "stream_restored", "stream": s.id, "name": s.name,
-                                       "source": s.source, "saved_state": s.state,
+                                       "source": redact_uri(s.source), "saved_state": s.state,
                                        "resumes": s.state not in ("finished", "stopped"),
                                        "path": str(s.path)}})
         return restored
@@ -232,7 +253,8 @@ class StreamDirectory:
                     f"or not, holds {self.settings.stream_num_cpus:g} CPU until removed with "
                     "`manta stop --remove`)"}
         except ray.exceptions.RayActorError as exc:
-            return {"id": stream_id, "state": "lost", "last_error": f"stream actor died: {exc}"}
+            log.warning("stream %s: its actor is gone: %s", stream_id, redact_text(str(exc)))
+            return {"id": stream_id, "state": "lost", "last_error": lost_message(stream_id)}
 
     async def remove(self, stream_id: str) -> dict:
         """Forget a stream: delete its saved store, stop it and end its actor (freeing its CPU share

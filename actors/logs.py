@@ -19,6 +19,8 @@ import logging
 import os
 import sys
 
+from streaming.source.redact import redact_text
+
 CLOSED_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, so nothing leaves
 LOCAL_ENV = {
     "http_proxy": CLOSED_PROXY, "HTTP_PROXY": CLOSED_PROXY,
@@ -42,6 +44,10 @@ PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_pro
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line. Every URI in it is redacted (streaming/source/redact.py): a message, a
+    field or a traceback may quote a source's credentials, and logs are read by more people than
+    the API's callers."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {"ts": round(record.created, 3), "level": record.levelname.lower(),
                  "logger": record.name, "msg": record.getMessage()}
@@ -50,7 +56,7 @@ class JsonFormatter(logging.Formatter):
             entry.update({k: v for k, v in fields.items() if k not in entry})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return redact_text(json.dumps(entry, default=str))
 
 
 def configure_logging(level: int = logging.INFO) -> None:

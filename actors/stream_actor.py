@@ -26,6 +26,7 @@ from streaming.settings import Settings
 from streaming.source.media import LIVE_SCHEMES, SourceError, SourceSpec, parse_source
 from streaming.memory.data_dir import store_path, streams_dir
 from streaming.memory.store import StreamStore
+from streaming.source.redact import redact_text, redact_uri
 from streaming.search.view import StreamView
 
 from actors.metrics import MetricsExporter
@@ -117,7 +118,7 @@ class StreamActor:
                 spec = None
                 # Stay alive to report the reason: a dead actor would only say that it died.
                 self._error = str(exc)
-                log.error("stream %s cannot start: %s", stream_id, exc)
+                log.error("stream %s cannot start: %s", stream_id, redact_text(str(exc)))
             else:  # the file is gone: what was indexed must not go with it
                 spec, unavailable = saved_spec(source), str(exc)
         store = self._open_store(path) if spec is not None else None
@@ -155,7 +156,7 @@ class StreamActor:
             log.warning("stream %s restarted after a crash: resuming from its checkpoint", self.id)
         if unavailable is not None:
             log.warning("stream %s: its source is no longer available (%s); what it indexed stays "
-                        "searchable", self.id, unavailable)
+                        "searchable", self.id, redact_text(unavailable))
         resume_pipeline(self.pipeline, "restarted after a crash" if restarted
                         else "restored from data_dir when the service started", unavailable)
 
@@ -169,6 +170,16 @@ class StreamActor:
         return self.status()
 
     def status(self) -> dict:
+        """What anyone who may call the API sees: credentials in the source are masked here, in
+        the URI and in every message that may quote it (the checkpoint keeps the real URI)."""
+        snap = self._status()
+        snap["source"] = redact_uri(snap.get("source"))
+        snap["last_error"] = redact_text(snap.get("last_error"))
+        if snap.get("notes"):
+            snap["notes"] = [redact_text(n) for n in snap["notes"]]
+        return snap
+
+    def _status(self) -> dict:
         if self.pipeline is None or (self._error and self.pipeline.status.state == "starting"):
             return {"id": self.id, "name": self.name, "source": self.source, "state": "failed",
                     "last_error": self._error, "segments": 0, "media_seconds": 0.0}

@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     retention_hours: float | None = Field(
         None, gt=0, description="keep this many hours of each stream (media time before its newest)")
     retention_mb: float | None = Field(None, gt=0, description="disk budget per stream (its SQLite file)")
+    live_retention_hours: float | None = Field(
+        24.0, gt=0, description="live streams when retention_hours is unset: a live source never ends, so "
+                                "without a limit it fills the disk (None: keep everything)")
     retention_every_s: float = Field(60.0, gt=0, description="media seconds between retention checks")
     pace: Literal["fast", "realtime"] = Field("fast", description="how recorded files are read")
     queue_seconds: float = Field(30.0, gt=0.0, description="decoded media buffered ahead of ASR")
@@ -155,6 +158,16 @@ class Settings(BaseSettings):
     degrade_recover_s: float = Field(30.0, ge=0.0, description="how long it must stay low to step back")
     asr_fallback_model: str | None = Field(
         None, description="smaller Whisper ('tiny.en', a folder) used at the last degradation level")
+
+    # Limits: what one client can make the service hold (each stream is a detached actor with a CPU share)
+    max_streams: int = Field(64, ge=1, description="streams at once, stopped ones included; more are refused "
+                             "(429) until one is removed (DELETE /v1/streams/{id}?remove=true)")
+    max_body_mb: float = Field(16.0, gt=0, le=1024, description="largest request body (413 beyond): bounds "
+                               "an uploaded image too (base64: about 3/4 of this decoded)")
+    max_queued_requests: int = Field(256, ge=1, description="requests waiting for the API beyond "
+                                     "max_ongoing_requests; Serve answers 503 past this")
+    request_timeout_s: float = Field(120.0, gt=0, description="a request with no response by then gets 504 "
+                                     "(a streamed answer, once started, runs on)")
 
     # Queries
     max_evidence: int = Field(5, ge=1, le=100, description="evidence items per answer")
@@ -198,6 +211,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"need {level}_min_s <= {level}_target_s <= {level}_max_s")
         if self.degrade and self.degrade_backlog_s >= self.queue_seconds:
             raise ValueError("degrade_backlog_s must be below queue_seconds (the queue never holds more)")
+        if self.request_timeout_s <= self.query_timeout_s:
+            raise ValueError("request_timeout_s must exceed query_timeout_s (a request waits on its streams)")
         shortest = min(self.asr_max_buffer_s, self.asr_live_max_buffer_s)
         if self.asr_tail_hold_s >= shortest / 2:
             raise ValueError("asr_tail_hold_s must be less than half of the smaller ASR buffer")

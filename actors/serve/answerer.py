@@ -37,8 +37,9 @@ class Answerer:
                 remote_model=s.answer_model_name, api_key=os.environ.get("MANTA_ANSWER_API_KEY"),
                 timeout_s=s.answer_timeout_s)
         except ModelError as exc:
-            # The API keeps answering with quotes; each answer says why there is no sentence.
-            self.error = str(exc)
+            # The API keeps answering with quotes; each answer says there is no sentence. Why goes
+            # to the log only: the reason may name a path or an internal URL (answer_model).
+            self.error = "answer model unavailable; the answerer's log says why"
             log.error("answer model unavailable: %s", exc,
                       extra={"fields": {"event": "answer_model_unavailable", "spec": s.answer_model}})
 

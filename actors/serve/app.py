@@ -7,10 +7,7 @@ questions, fans searches out to the streams and merges what comes back.
 
 
 import asyncio
-import base64
-import binascii
 import functools
-import io
 import json
 import logging
 import threading
@@ -21,6 +18,7 @@ from urllib.parse import urlparse
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+import ray
 from ray import serve
 
 from streaming.answer.extractive import extractive_answer, merge_evidence
@@ -30,7 +28,8 @@ from streaming.source.policy import SourcePolicy, SourceRefused
 
 from actors.model_service import bind_models
 from actors.serve.answerer import Answerer
-from actors.directory import STOP_TIMEOUT_S, StreamDirectory, totals, wait_ref
+from actors.directory import STOP_TIMEOUT_S, StreamDirectory, TooManyStreams, lost_message, totals, wait_ref
+from actors.serve.limits import RequestLimits, decode_image, set_limits
 from actors.serve.openai_compat import ChatRequest, ChunkWriter, completion
 from actors.serve.fanout import QueryEngine, UnknownStreams
 from actors.serve.guard import Guard, GuardMiddleware, install, token_digest
@@ -40,6 +39,9 @@ from actors.logs import configure_logging, prepare_environment
 log = logging.getLogger("manta.app")
 api = FastAPI(title="Manta", version="0.1.0",
               description="Ask questions about live and recorded video streams.")
+# Before @serve.ingress below, which freezes a copy of the app: body size and time bounds (limits.py).
+api.add_middleware(RequestLimits)
+# Outermost (added last): a request without the token is refused before anything else.
 api.add_middleware(GuardMiddleware)
 
 
@@ -48,26 +50,6 @@ def sse(event: str, data) -> str:
 
 
 # Helpers sit above the deployment: Serve ships the class by value and resolves names there.
-def decode_image(image_b64: str):
-    """An uploaded base64 PNG/JPEG as an H x W x 3 uint8 RGB array; ValueError says what is wrong."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        raw = base64.b64decode(image_b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("'image' is not valid base64") from None
-    if len(raw) > 10 * 1024 * 1024:
-        raise ValueError("'image' is larger than 10 MB")
-    try:
-        with Image.open(io.BytesIO(raw)) as img:
-            if img.width * img.height > 40_000_000:
-                raise ValueError(f"'image' is {img.width}x{img.height}: too many pixels")
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError):
-        raise ValueError("'image' is not a PNG or JPEG picture") from None
-
-
 def _probe_file(spec, settings: Settings, policy: SourcePolicy) -> None:
     open_container(spec, settings.open_timeout_s, settings.read_timeout_s, policy(spec)).close()
 
@@ -85,6 +67,7 @@ class MantaApi:
         self.settings = Settings.load(settings)
         install(Guard.from_settings(self.settings, token_sha256))
         self.policy = SourcePolicy.from_settings(self.settings)
+        set_limits(self.settings.max_body_mb, self.settings.request_timeout_s)
         self.streams = StreamDirectory(self.settings, models)
         if restore:
             # Streams saved in data_dir come back (resumed or just searchable) before the first
@@ -143,6 +126,8 @@ class MantaApi:
             raise HTTPException(400, detail=str(exc)) from None
         except KeyError as exc:
             raise HTTPException(409, detail=exc.args[0]) from None
+        except TooManyStreams as exc:
+            raise HTTPException(429, detail=str(exc)) from None
         return {"id": stream_id, "status_url": f"/v1/streams/{stream_id}"}
 
     @api.get("/v1/streams")
@@ -159,9 +144,7 @@ class MantaApi:
     async def get_segments(self, stream_id: str, start: float | None = Query(None, ge=0),
                            end: float | None = Query(None, ge=0),
                            limit: int = Query(1000, ge=1, le=10000)) -> dict:
-        handle = await self._known(stream_id)
-        segs = await asyncio.wait_for(handle.segments.remote(start, end, limit),
-                                      self.settings.query_timeout_s)
+        segs = await self._call(stream_id, "segments", start, end, limit)
         return {"stream": stream_id, "segments": segs}
 
     @api.delete("/v1/streams/{stream_id}")
@@ -178,6 +161,8 @@ class MantaApi:
         except asyncio.TimeoutError:
             raise HTTPException(504, detail=f"stream {stream_id} did not stop within "
                                 f"{STOP_TIMEOUT_S:g} s; DELETE with ?remove=true ends its actor") from None
+        except ray.exceptions.RayActorError:
+            raise HTTPException(503, detail=lost_message(stream_id)) from None
 
     @api.post("/v1/query")
     async def query(self, req: QueryRequest):
@@ -257,9 +242,7 @@ class MantaApi:
                          limit: int = Query(1000, ge=1, le=10000)) -> dict:
         """Meso (≈30 s) or macro (≈180 s) parents with span, children, summary and density; the
         still-open parent comes last with ``closed: false``."""
-        handle = await self._known(stream_id)
-        parents = await asyncio.wait_for(handle.parents.remote(level, start, end, limit),
-                                         self.settings.query_timeout_s)
+        parents = await self._call(stream_id, "parents", level, start, end, limit)
         return {"stream": stream_id, "level": level, "parents": parents}
 
     @api.get("/v1/streams/{stream_id}/shown")
@@ -267,8 +250,7 @@ class MantaApi:
                         end: float | None = Query(None, ge=0),
                         limit: int = Query(1000, ge=1, le=10000)) -> dict:
         """On-screen text (OCR) and subtitle cues, each with its time span."""
-        handle = await self._known(stream_id)
-        items = await asyncio.wait_for(handle.shown.remote(start, end, limit), self.settings.query_timeout_s)
+        items = await self._call(stream_id, "shown", start, end, limit)
         return {"stream": stream_id, "shown": items}
 
     @api.get("/v1/streams/{stream_id}/frames")
@@ -276,8 +258,7 @@ class MantaApi:
                          end: float | None = Query(None, ge=0),
                          limit: int = Query(1000, ge=1, le=10000)) -> dict:
         """Sampled frames with image labels; ``cut`` marks shot boundaries."""
-        handle = await self._known(stream_id)
-        frames = await asyncio.wait_for(handle.frames.remote(start, end, limit), self.settings.query_timeout_s)
+        frames = await self._call(stream_id, "frames", start, end, limit)
         return {"stream": stream_id, "frames": frames}
 
     @api.post("/v1/frames/similar")
@@ -287,8 +268,7 @@ class MantaApi:
         if req.image is not None:
             vector = await run_in_threadpool(self._image_vector, req.image)
         else:
-            handle = await self._known(req.stream)
-            vector = await asyncio.wait_for(handle.frame_vector.remote(req.at), self.settings.query_timeout_s)
+            vector = await self._call(req.stream, "frame_vector", req.at)
             if vector is None:
                 raise HTTPException(404, detail=f"stream {req.stream} has no sampled frame near {req.at:g} s")
         try:
@@ -317,6 +297,19 @@ class MantaApi:
                 self._vision = VisualEmbedder(threads=self.settings.torch_threads)
         return self._vision.encode([frame])[0][0]
 
+    async def _call(self, stream_id: str, method: str, *args):
+        """One stream actor's ``method``: 404 for an unknown stream, 504 when it does not answer in
+        query_timeout_s, 503 when its actor is gone (Ray's own text is not for clients)."""
+        handle = await self._known(stream_id)
+        timeout = self.settings.query_timeout_s
+        try:
+            return await asyncio.wait_for(wait_ref(getattr(handle, method).remote(*args)), timeout)
+        except asyncio.TimeoutError:
+            raise HTTPException(504, detail=f"stream {stream_id} did not answer within {timeout:g} s "
+                                "(query_timeout_s)") from None
+        except ray.exceptions.RayActorError:
+            raise HTTPException(503, detail=lost_message(stream_id)) from None
+
     async def _known(self, stream_id: str):
         try:
             return await self.streams.resolve(stream_id)
@@ -343,5 +336,7 @@ def build_app(args: dict[str, Any] | None = None):
         check_model_dir(loaded.rerank_model, "reranker")
     answerer = Answerer.bind(settings) if loaded.answer_model != "off" else None
     models = bind_models(settings) if loaded.shared_models else None
-    return MantaApi.bind(settings, restore, answerer, models, digest)
+    # Serve answers 503 once this many requests wait for a replica (its default is no limit).
+    api_deployment = MantaApi.options(max_queued_requests=loaded.max_queued_requests)
+    return api_deployment.bind(settings, restore, answerer, models, digest)
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+import ray
 from fastapi.concurrency import run_in_threadpool
 
 from streaming.answer import grounding as g
@@ -73,7 +74,8 @@ class QueryEngine:
     async def stream_ids(self, streams: list[str] | None) -> list[str]:
         """The streams asked for (all when none are named); UnknownStreams names the missing."""
         known = await self.streams.ids()
-        wanted = streams if streams else known
+        # A stream named twice is asked once (each name would otherwise cost a call to its actor).
+        wanted = list(dict.fromkeys(streams)) if streams else known
         missing = [s for s in wanted if s not in known]
         if missing:
             raise UnknownStreams(f"unknown stream(s): {', '.join(missing)}")
@@ -89,10 +91,19 @@ class QueryEngine:
         found, warnings = [], []
         for stream_id, result in zip(wanted, results):
             if isinstance(result, BaseException):
-                warnings.append(f"stream {stream_id} did not answer: {type(result).__name__}")
+                warnings.append(self._unanswered(stream_id, result))
             else:
                 found.append(result)
         return found, warnings
+
+    def _unanswered(self, stream_id: str, exc: BaseException) -> str:
+        """The warning a client gets: what happened, never Ray's text (tracebacks, pids, paths)."""
+        if isinstance(exc, asyncio.TimeoutError):
+            return f"stream {stream_id} did not answer within {self.settings.query_timeout_s:g} s"
+        log.warning("stream %s did not answer: %s: %s", stream_id, type(exc).__name__, exc)
+        if isinstance(exc, ray.exceptions.RayActorError):
+            return f"stream {stream_id} did not answer: its actor is gone"
+        return f"stream {stream_id} did not answer: {type(exc).__name__}"
 
     async def run(self, ask: Ask) -> AsyncIterator[tuple[str, object]]:
         """Events: ("evidence", dict) once, ("token", str) while generating, ("done", dict)."""
@@ -136,7 +147,9 @@ class QueryEngine:
                         gen.cancel()
                         break
             except Exception as exc:  # noqa: BLE001 - the evidence still answers without a sentence
-                warnings.append(f"answer model failed: {type(exc).__name__}: {exc}")
+                # Its text may name internal URLs or paths (an OpenAI-compatible answer_model): logged only.
+                log.warning("answer model failed: %s: %s", type(exc).__name__, exc)
+                warnings.append(f"answer model failed ({type(exc).__name__}); the API's log says why")
             tail = linker.flush()
             if tail:
                 yield "token", tail
@@ -186,9 +199,14 @@ class QueryEngine:
                               tuple(warnings + notes))
 
     async def _rerank(self, query: str, candidates: list[Candidate], order: str | None) -> list[Ranked]:
+        # In a thread, the cross-encoder and BM25 both: on the event loop they would stall every
+        # other request this replica is serving.
+        return await run_in_threadpool(self._rerank_sync, query, candidates, order)
+
+    def _rerank_sync(self, query: str, candidates: list[Candidate], order: str | None) -> list[Ranked]:
         scores = None
         if self.cross is not None and candidates:
-            scores = await run_in_threadpool(self.cross.score, query, [c.evidence.text for c in candidates])
+            scores = self.cross.score(query, [c.evidence.text for c in candidates])
         return rerank(query, candidates, order=order, cross_scores=scores)
 
     async def _baseline(self, ask: Ask, wanted: list[str]) -> decide.Ranking:

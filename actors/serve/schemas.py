@@ -7,6 +7,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from actors.serve.fanout import Ask
 
 
+def _once_each(streams: list[str] | None) -> list[str] | None:
+    """A stream named twice is asked once, in the order first named: each name costs a call to
+    its actor, and the same evidence twice would crowd out other streams'."""
+    return list(dict.fromkeys(streams)) if streams is not None else None
+
+
 class StreamRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str = Field(..., min_length=1, max_length=4096, description="path or URL")
@@ -21,9 +27,14 @@ class SimilarRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     stream: str | None = Field(None, min_length=1, max_length=63)
     at: float | None = Field(None, ge=0, description="media seconds of the example frame")
-    image: str | None = Field(None, max_length=14_000_000, description="base64 PNG or JPEG (<= 10 MB)")
+    image: str | None = Field(None, description="base64 PNG or JPEG (the whole body is at most max_body_mb)")
     streams: list[str] | None = Field(None, max_length=1000, description="where to look (default all)")
     k: int = Field(10, ge=1, le=100)
+
+    @field_validator("streams")
+    @classmethod
+    def _streams(cls, v: list[str] | None) -> list[str] | None:
+        return _once_each(v)
 
     @model_validator(mode="after")
     def _one_example(self):
@@ -52,6 +63,11 @@ class QueryRequest(BaseModel):
         "manta", description="baseline: fixed 30 s chunks, one level, dense top-k (for comparison)")
     generate: bool = Field(True, description="false: answer with the best quote, no answer model")
     stream: bool = Field(False, description="true: Server-Sent Events (evidence, token…, done)")
+
+    @field_validator("streams")
+    @classmethod
+    def _streams(cls, v: list[str] | None) -> list[str] | None:
+        return _once_each(v)
 
     @field_validator("question")
     @classmethod

@@ -27,6 +27,7 @@ from streaming.ingest.segmenter import MicroSegmenter
 from streaming.settings import Settings
 from streaming.source.media import CHUNK_SECONDS, MediaSource, SourceError, SourceSpec
 from streaming.source.policy import SourcePolicy
+from streaming.source.redact import redact_text
 from streaming.memory.store import Checkpoint, StreamStore
 from streaming.interfaces import Embedder, ModelLoader, Models
 from streaming.memory.levels import StreamLevels
@@ -210,7 +211,7 @@ class StreamPipeline:
         last = r.features[-1] if r is not None and r.features else None
         self.scorer = SegmentScorer(self.settings, m.stepper, last)
         cut = RetentionCut(**cp.info["retained"]) if cp is not None and "retained" in cp.info else None
-        self.retention = Retention(RetentionPolicy.from_settings(self.settings), self.index, self.levels,
+        self.retention = Retention(RetentionPolicy.from_settings(self.settings, self.spec.live), self.index, self.levels,
                                    self.visual, self.store, cut)
         if r is not None:
             self.visual.restore(r.items, r.frames)
@@ -335,6 +336,7 @@ class StreamPipeline:
         return Checkpoint(
             next_seq=self.segmenter.next_seq, resume_t=last.t1, media_seconds=self.status.media_seconds,
             wall=self.clock(), model=model, tracker=trackers,
+            # The real URI, credentials included: a restart must open the source again.
             info={"source": self.spec.uri, "name": self.status.name, "state": self.status.state,
                   "pace": self.settings.pace,  # a realtime-paced file resumes realtime-paced
                   **self.retention.info()})
@@ -396,5 +398,5 @@ class StreamPipeline:
     def _fail(self, reason: str) -> None:
         if self.status.state == "failed":
             return  # keep the first reason: it is the cause, later ones are consequences
-        self.status.last_error = reason
+        self.status.last_error = redact_text(reason)  # a reader's error may quote the source URL
         self._set(state="failed")

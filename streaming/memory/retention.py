@@ -27,9 +27,12 @@ class RetentionPolicy:
     every_s: float = 60.0  # media seconds between checks
 
     @classmethod
-    def from_settings(cls, s: Settings) -> RetentionPolicy:
+    def from_settings(cls, s: Settings, live: bool = False) -> RetentionPolicy:
+        """``live``: a live source never ends, so without a limit it would fill the disk; it gets
+        ``live_retention_hours`` unless ``retention_hours`` is set. A file's data ends with the file."""
         mb = s.retention_mb
-        return cls(s.retention_hours, None if mb is None else int(mb * 1024 * 1024), s.retention_every_s)
+        hours = s.retention_hours if s.retention_hours is not None or not live else s.live_retention_hours
+        return cls(hours, None if mb is None else int(mb * 1024 * 1024), s.retention_every_s)
 
     @property
     def active(self) -> bool:

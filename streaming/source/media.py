@@ -21,10 +21,11 @@ import av
 
 from streaming.source.audio_chunks import AudioChunker
 from streaming.records import Gap, MediaChunk, VideoFrame
-from streaming.source.relay import ProtocolMissing, RelayTimeout, open_relay, pyav_has_protocol, redact
+from streaming.source.relay import ProtocolMissing, RelayTimeout, open_relay, pyav_has_protocol
 from streaming.source.scenes import SceneDetector, thumbnail
 from streaming.source.subtitles import SubtitleTrack, subtitle_streams
 from streaming.source.timeline import MediaClock, SilenceWatch
+from streaming.source.redact import redact_text, redact_uri
 
 log = logging.getLogger("manta.sources")
 # PyAV's bridge from FFmpeg's log to Python logging takes a lock per message from every decoder
@@ -58,9 +59,8 @@ class SourceSpec:
 
     @property
     def display(self) -> str:
-        """The source as logs, errors and statuses show it: an SRT passphrase is not shown (a
-        checkpoint keeps ``uri``, which a restart reopens)."""
-        return redact(self.uri)
+        """The URI as it may be shown (status, errors, logs): credentials masked (redact.py)."""
+        return redact_uri(self.uri)
 
 
 def parse_source(text: str) -> SourceSpec:
@@ -78,7 +78,7 @@ def parse_source(text: str) -> SourceSpec:
                           + ", ".join(s + "://" for s in LIVE_SCHEMES))
     parsed = urlparse(text)
     if not parsed.hostname:
-        raise SourceError(f"'{redact(text)}' has no host")
+        raise SourceError(f"'{redact_uri(text)}' has no host")
     # A plain HTTP file download is recorded media, not a broadcast: do not reconnect at its end.
     live = not (scheme in ("http", "https") and parsed.path.lower().endswith(RECORDED_SUFFIXES))
     return SourceSpec(uri=text, live=live, scheme=scheme)
@@ -145,7 +145,8 @@ def _is_playlist(spec: SourceSpec) -> bool:
 
 def _reason(exc: Exception) -> str:
     msg = getattr(exc, "strerror", None) or str(exc)
-    return msg.split(":")[0] if "Errno" in msg and ":" in msg else msg
+    # FFmpeg's messages may quote the URL it was given, credentials included.
+    return redact_text(msg.split(":")[0] if "Errno" in msg and ":" in msg else msg)
 
 
 @dataclass
@@ -244,7 +245,7 @@ class MediaSource:
             except (av.error.FFmpegError, OSError) as exc:
                 clean_end = False
                 self.progress.last_error = f"stream interrupted: {_reason(exc)}"
-                log.warning("source %s interrupted: %s", self.spec.display, exc)
+                log.warning("source %s interrupted: %s", self.spec.display, redact_text(str(exc)))
             finally:
                 container.close()
             if not self.spec.live or self.stop.is_set():

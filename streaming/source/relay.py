@@ -26,10 +26,11 @@ import weakref
 
 import av
 
+from streaming.source.redact import redact_text
+
 FFMPEG = "ffmpeg"
 # FFmpeg prints the URL it failed on, query string and all; an SRT passphrase must not reach a log,
 # a status or an error message from there (nor from Manta's own messages, see media.SourceSpec).
-_SECRET = re.compile(r"((?:srt_)?passphrase=)[^&\s]*", re.IGNORECASE)
 _LOG_PREFIX = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")  # "[srt @ 0x5646...] " on each line
 STDERR_LINES = 20  # kept for the reason; the rest of a long-running child's stderr is dropped
 
@@ -44,10 +45,6 @@ class RelayTimeout(RelayError, TimeoutError):
 
 class ProtocolMissing(RelayError):
     """Neither PyAV's FFmpeg nor an ffmpeg binary on PATH has the protocol."""
-
-
-def redact(text: str) -> str:
-    return _SECRET.sub(r"\1***", text)
 
 
 @functools.lru_cache(maxsize=None)
@@ -167,7 +164,7 @@ def _drain(stderr, lines: collections.deque[str], uri: str) -> None:
         # "srt://host:port?...: Input/output error": Manta's message names the source already.
         line = line[len(uri) + 2:] if line.startswith(uri + ": ") else line
         if line:
-            lines.append(redact(line))
+            lines.append(redact_text(line))
 
 
 def _reap(proc: subprocess.Popen) -> None:

@@ -14,7 +14,8 @@ import pytest
 from streaming.source import media as media_mod
 from streaming.source.media import MediaSource, SourceError, parse_source
 from streaming.source import relay
-from streaming.source.relay import ffmpeg_with, pyav_has_protocol, redact
+from streaming.source.redact import redact_text as redact
+from streaming.source.relay import ffmpeg_with, pyav_has_protocol
 from tests.support.helpers import child_processes, free_port
 
 pytestmark = pytest.mark.timeout(60)
