@@ -105,7 +105,7 @@ def test_a_manta_start_connects_to_loopback_only(tmp_path):
 
     log = tmp_path / "trace.log"
     code = TRACED_START.format(port=free_port())
-    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", str(log),
+    r = subprocess.run(["strace", "--seccomp-bpf", "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", str(log),
                         sys.executable, "-c", code], capture_output=True, text=True, timeout=240,
                        cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
