@@ -85,8 +85,14 @@ def parse_source(text: str) -> SourceSpec:
 
 
 def _file_spec(path_text: str) -> SourceSpec:
-    path = Path(path_text).expanduser()
-    if not path.exists():
+    try:
+        path = Path(path_text).expanduser()
+        exists = path.exists()
+    except (RuntimeError, OSError, ValueError):
+        # "~name" of no user (RuntimeError), a name longer than the file system allows (OSError): a
+        # path that cannot exist, answered like any other missing file, not as a server error.
+        raise SourceError(f"no such file: {path_text}") from None
+    if not exists:
         raise SourceError(f"no such file: {path}")
     if not path.is_file():
         raise SourceError(f"not a regular file: {path}")

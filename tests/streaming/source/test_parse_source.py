@@ -33,6 +33,14 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
     assert "nope.mp4" in str(err.value)
 
 
+@pytest.mark.parametrize("text", ["~no-such-user-here/a.mp4", "x" * 300, "/tmp/" + "y" * 300 + "/a.mp4"],
+                         ids=["unknown-user", "long-name", "long-directory"])
+def test_impossible_path_is_a_missing_file_not_a_crash(text: str) -> None:
+    # Found by bench/fuzz_api.py: expanduser raised RuntimeError (a 500) for an unknown user's "~".
+    with pytest.raises(SourceError, match="no such file"):
+        parse_source(text)
+
+
 def test_directory_is_not_a_file(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="not a regular file"):
         parse_source(str(tmp_path))
