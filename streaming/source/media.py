@@ -21,7 +21,8 @@ import av
 
 from streaming.source.audio_chunks import AudioChunker
 from streaming.records import Gap, MediaChunk, VideoFrame
-from streaming.source.relay import ProtocolMissing, RelayTimeout, open_relay, pyav_has_protocol
+from streaming.source.relay import (RELAYED_SCHEMES, ProtocolMissing, RelayTimeout, open_relay,
+                                    pyav_has_protocol)
 from streaming.source.scenes import SceneDetector, thumbnail
 from streaming.source.subtitles import SubtitleTrack, subtitle_streams
 from streaming.source.timeline import MediaClock, SilenceWatch
@@ -122,7 +123,7 @@ def open_container(spec: SourceSpec, open_timeout: float, read_timeout: float,
     if spec.uri.lower().split("?")[0].endswith(".m3u8"):
         read_timeout = max(read_timeout, HLS_READ_TIMEOUT_S)
     try:
-        if spec.live and not pyav_has_protocol(spec.scheme):
+        if spec.live and spec.scheme in RELAYED_SCHEMES and not pyav_has_protocol(spec.scheme):
             container = open_relay(spec.uri, spec.scheme, open_timeout, read_timeout)  # srt://: relay.py
         else:
             container = av.open(spec.uri, options=_open_options(spec) | (options or {}),

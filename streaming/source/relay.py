@@ -47,10 +47,16 @@ class ProtocolMissing(RelayError):
     """Neither PyAV's FFmpeg nor an ffmpeg binary on PATH has the protocol."""
 
 
+# The schemes a PyAV wheel's FFmpeg may lack (it is built without libsrt). Every other scheme Manta
+# takes is in every FFmpeg build, and is never probed: probing udp:// binds a socket and waits a
+# second, long enough to lose the start of a broadcast sent to the port being opened.
+RELAYED_SCHEMES = frozenset({"srt"})
+
+
 @functools.lru_cache(maxsize=None)
 def pyav_has_protocol(name: str) -> bool:
-    """Whether PyAV's FFmpeg has protocol ``name``: a URL without host or port fails on that,
-    without touching the network."""
+    """Whether PyAV's FFmpeg has protocol ``name``: a URL without host or port fails on that (for
+    srt at once, locally; other protocols may wait or connect to localhost, hence RELAYED_SCHEMES)."""
     try:
         av.open(f"{name}://", timeout=1).close()
     except av.error.ProtocolNotFoundError:
