@@ -24,7 +24,7 @@ from ray import serve
 from streaming.answer.extractive import extractive_answer, merge_evidence
 from streaming.settings import Settings
 from streaming.source.media import SourceError, open_container
-from streaming.source.policy import SourcePolicy, SourceRefused
+from streaming.source.policy import SourcePolicy, SourceRefused, opener_options
 
 from actors.model_service import bind_models
 from actors.serve.answerer import Answerer
@@ -50,8 +50,9 @@ def sse(event: str, data) -> str:
 
 
 # Helpers sit above the deployment: Serve ships the class by value and resolves names there.
-def _probe_file(spec, settings: Settings, policy: SourcePolicy) -> None:
-    open_container(spec, settings.open_timeout_s, settings.read_timeout_s, policy(spec)).close()
+def _probe_file(spec, settings: Settings) -> None:
+    """``spec`` passed the policy just before: only its FFmpeg bounds, not a second DNS lookup."""
+    open_container(spec, settings.open_timeout_s, settings.read_timeout_s, opener_options(spec)).close()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
@@ -116,7 +117,7 @@ class MantaApi:
             raise HTTPException(400, detail=str(exc)) from None
         if not spec.live:  # a file that is not media is reported now, not as a failed stream later
             try:
-                await run_in_threadpool(_probe_file, spec, self.settings, self.policy)
+                await run_in_threadpool(_probe_file, spec, self.settings)
             except SourceError as exc:
                 raise HTTPException(422, detail=str(exc)) from None
         hint = PurePosixPath(spec.uri).stem if not spec.live else (urlparse(spec.uri).hostname or "")

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from dataclasses import dataclass
+
+from actors.serve.limits import json_reply
 
 log = logging.getLogger("manta.guard")
 
@@ -84,22 +85,15 @@ class GuardMiddleware:
             return await self.app(scope, receive, send)
         guard = _guard
         if guard is None:  # not configured yet: the replica is still starting
-            return await _reply(send, 503, "the API is starting", {})
+            return await json_reply(send, 503, "the API is starting")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if not guard.host_ok(headers.get("host")):
-            return await _reply(send, 400, "this Host header is not served here; an operator can list it "
-                                           "in allowed_hosts", {})
+            return await json_reply(send, 400, "this Host header is not served here; an operator can list "
+                                               "it in allowed_hosts")
         authorized = guard.token_ok(headers.get("authorization"))
         scope.setdefault("state", {})["authorized"] = authorized
         if not authorized and scope.get("path") not in OPEN_PATHS:
-            return await _reply(send, 401, "missing or wrong API token: send 'Authorization: Bearer <token>'",
-                                {"www-authenticate": "Bearer"})
+            return await json_reply(send, 401, "missing or wrong API token: send 'Authorization: Bearer <token>'",
+                                    {"www-authenticate": "Bearer"})
         return await self.app(scope, receive, send)
 
-
-async def _reply(send, status: int, detail: str, headers: dict[str, str]) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.encode(), v.encode()) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})

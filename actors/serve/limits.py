@@ -30,11 +30,12 @@ def set_limits(max_body_mb: float, request_timeout_s: float) -> None:
     _limits.update(max_body_bytes=int(max_body_mb * MB), request_timeout_s=float(request_timeout_s))
 
 
-async def _answer(send, status: int, detail: str) -> None:
+async def json_reply(send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    """A FastAPI-shaped error (``{"detail": …}``) sent by an ASGI middleware, before any route runs."""
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -53,7 +54,7 @@ class RequestLimits:
         too_large = f"request body larger than {limit / MB:g} MB (max_body_mb)"
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            return await _answer(send, 413, too_large)
+            return await json_reply(send, 413, too_large)
         received, started = 0, asyncio.Event()
 
         async def limited_receive():
@@ -81,7 +82,7 @@ class RequestLimits:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             if not started.is_set():
-                await _answer(send, 504, f"no response within {timeout:g} s (request_timeout_s)")
+                await json_reply(send, 504, f"no response within {timeout:g} s (request_timeout_s)")
             return
         await task
 

@@ -198,11 +198,10 @@ class SourcePolicy:
             addr = _address(text)
             if addr.is_multicast or self._allowed(host, addr):
                 continue
+            # Receiving on loopback reaches nothing (it only hears local senders): fine even when exposed.
             if not is_local_address(addr):
                 raise SourceRefused(f"source refused: a {scheme}:// listener receives on an address of "
                                     f"this machine or a multicast group; {host} is neither")
-            if not self.loopback_ok and addr.is_loopback:
-                continue  # receiving on loopback reaches nothing; it only hears local senders
 
     @staticmethod
     def _check_options(scheme: str, query: str) -> None:

@@ -27,6 +27,7 @@ from actors import runtime  # noqa: E402
 from actors.model_service import DEPLOYMENT  # noqa: E402
 from actors.stream_actor import actor_name  # noqa: E402
 from streaming.settings import Settings  # noqa: E402
+from tests.support.helpers import wait_serving  # noqa: E402
 
 NODE = {"node_ip_address": "127.0.0.1", "include_dashboard": False, "object_store_memory": 200 * 2**20}
 
@@ -62,15 +63,7 @@ def main(clip: str, port: int) -> None:
         head_id, worker_id = cluster.head_node.node_id, worker.node_id
         out["nodes"] = {"head": head_id, "worker": worker_id}
         runtime.deploy(settings, restore=False)
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if http.get("/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the app did not come up"
-            time.sleep(0.5)
+        wait_serving(http)
         ids = []
         for name in ("north", "south"):
             r = http.post("/v1/streams", json={"source": clip, "name": name})

@@ -60,6 +60,19 @@ def normalise(text: str) -> str:
     return re.sub(r"[^a-z0-9 ]+", "", re.sub(r"\s+", " ", text.lower())).strip()
 
 
+def wait_serving(http: httpx.Client, timeout: float = 300.0) -> None:
+    """Until the app answers /healthz (Ray and Serve starting, the models loading)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if http.get("/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the app did not come up"
+        time.sleep(0.5)
+
+
 class Api:
     """A thin HTTP client for tests: loopback only, never through a proxy."""
 

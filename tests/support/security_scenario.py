@@ -26,6 +26,7 @@ import httpx  # noqa: E402
 
 from actors import runtime  # noqa: E402
 from streaming.settings import Settings  # noqa: E402
+from tests.support.helpers import wait_serving  # noqa: E402
 
 TOKEN = "scenario-token-0123456789abcdef"
 ALLOWED_PRIVATE = "10.9.9.9"  # allow-listed by the operator; unreachable in the namespace
@@ -48,15 +49,7 @@ def main(media_dir: str, clip: str, port: int) -> None:
     try:
         runtime.start_ray(settings)
         runtime.deploy(settings, restore=False)
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if anon.get("/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the app did not come up"
-            time.sleep(0.5)
+        wait_serving(anon)
 
         out["healthz_anonymous"] = anon.get("/healthz").json()
         out["healthz_with_token"] = sorted(auth.get("/healthz").json())
