@@ -34,6 +34,9 @@ log = logging.getLogger("manta.model_service")
 
 DEPLOYMENT = "models"
 RETRY_MAX_S = 2.0  # longest pause between tries while the service is unavailable
+# A call unanswered this long is reported as waiting: while no replica is up, Serve's router holds
+# new calls without an error, so a stream between calls when its replica dies never sees one.
+SLOW_CALL_S = 5.0
 
 
 @serve.deployment(name=DEPLOYMENT, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1024,
@@ -130,7 +133,8 @@ class RemoteModels:
         """``handles``: the model deployments' handles by name (``bind_models``), or one handle."""
         self.handles = handles if isinstance(handles, dict) else {DEPLOYMENT: handles}
         self.stream_id = stream_id
-        self.waiting_for: str | None = None  # shown in the stream's status while a call waits
+        self._retry_note: str | None = None  # set while a failed call is being tried again
+        self._pending: tuple[str, float] | None = None  # the call in flight and when it began
         self._closed = threading.Event()
         self._facts = None
         self._route: dict = {}  # service name → the handle of the deployment serving it
@@ -138,14 +142,29 @@ class RemoteModels:
     def close(self) -> None:
         self._closed.set()
 
+    @property
+    def waiting_for(self) -> str | None:
+        """What the stream waits for, shown in its status: a call being retried, or one unanswered
+        for ``SLOW_CALL_S``; None while the service answers."""
+        if self._retry_note is not None:
+            return self._retry_note
+        pending = self._pending
+        if pending is not None and (waited := time.monotonic() - pending[1]) >= SLOW_CALL_S:
+            return f"model service '{pending[0]}' (no answer for {waited:.0f} s)"
+        return None
+
     def _retrying(self, what: str, call):
         pause = 0.1
         while True:
             try:
-                result = call()
-                if self.waiting_for is not None:
+                self._pending = (what, time.monotonic())
+                try:
+                    result = call()
+                finally:
+                    self._pending = None
+                if self._retry_note is not None:
                     log.info("stream %s: model service answers again", self.stream_id)
-                self.waiting_for = None
+                self._retry_note = None
                 return result
             except Exception as exc:  # noqa: BLE001 - sorted below: wait for Ray, pass the model's error on
                 if not _retryable(exc) or self._closed.is_set():
@@ -153,10 +172,10 @@ class RemoteModels:
                     if isinstance(exc, RayTaskError) and isinstance(cause, Exception):
                         raise cause from None  # the model's own error, without Ray's remote traceback
                     raise
-                if self.waiting_for is None:
+                if self._retry_note is None:
                     log.warning("stream %s waits for the model service (%s): %s", self.stream_id, what,
                                 type(exc).__name__)
-                self.waiting_for = f"model service '{what}' ({type(exc).__name__}: retrying)"
+                self._retry_note = f"model service '{what}' ({type(exc).__name__}: retrying)"
             if self._closed.wait(pause):
                 raise RuntimeError("stream stopped while waiting for the model service")
             pause = min(RETRY_MAX_S, pause * 2)
@@ -168,7 +187,7 @@ class RemoteModels:
 
             parts = []
             for name, handle in self.handles.items():
-                self.waiting_for = f"models to load ({name})"
+                self._retry_note = f"models to load ({name})"
                 facts = self._retrying("loading", lambda h=handle: h.facts.remote().result())
                 self._route.update({service: handle for service in facts.services})
                 parts.append(facts)

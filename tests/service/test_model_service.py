@@ -80,6 +80,32 @@ def test_a_killed_model_replica_is_replaced_and_its_streams_lose_nothing(service
     assert len(replicas) == 1 and replicas != [name]  # Serve replaced it
 
 
+def test_a_call_the_service_holds_unanswered_shows_as_waiting(monkeypatch):
+    """While no replica is up, Serve's router holds a call without an error: a stream that was
+    between calls when its replica died must still say what it waits for."""
+    import threading
+    from types import SimpleNamespace
+
+    from actors import model_service
+
+    monkeypatch.setattr(model_service, "SLOW_CALL_S", 0.2)
+    answer = threading.Event()
+
+    def held(*_):
+        return SimpleNamespace(result=lambda: answer.wait(10) and "segments")
+
+    remote = model_service.RemoteModels(SimpleNamespace(call=SimpleNamespace(remote=held)), "s1")
+    remote._route = {"asr": remote.handles[model_service.DEPLOYMENT]}
+    got = []
+    caller = threading.Thread(target=lambda: got.append(remote.call("asr", b"", "s1", 0)))
+    caller.start()
+    time.sleep(0.5)
+    assert "model service 'asr'" in (remote.waiting_for or "")
+    answer.set()
+    caller.join(5)
+    assert got == ["segments"] and remote.waiting_for is None
+
+
 def test_a_model_that_cannot_load_fails_the_streams_that_need_it_with_the_reason(service):
     import ray
     from ray import serve
