@@ -274,3 +274,47 @@ class SegmentFeatures:
 
     def blocks(self) -> dict[str, np.ndarray | None]:
         return {"said": self.said, "shown": self.shown, "seen": self.seen, "stats": self.stats}
+
+
+# -- monitoring: standing questions and the alerts they raise ---------------------------------------
+
+WATCH_MODALITIES = ("any", "said", "shown", "seen")
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A standing question, checked against every segment and shown item as it is committed."""
+
+    id: str  # "w-" and 8 hex digits
+    text: str
+    streams: tuple[str, ...] = ()  # stream ids, names or glob patterns ("cam-*"); empty: every stream
+    modality: str = "any"  # any, said, shown or seen
+    threshold: float = 0.55  # score an item needs (streaming.watch.matcher)
+    cooldown_s: float = 60.0  # media seconds of quiet on a stream after one of its alerts
+    webhook_url: str | None = None
+    created_wall: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A watch matched: where, what, how well, and when it was sent and noticed."""
+
+    watch: str  # the watch's id
+    watch_text: str
+    stream: str
+    start: float  # media seconds of the matching segment or item
+    end: float
+    modality: str  # said, shown or seen
+    kind: str  # speech, ocr, subtitle, label
+    text: str  # the evidence's whole text
+    quote: str  # the part of it that matched (the watch's words, or the text when none match)
+    score: float
+    fired_wall: float  # when the stream committed it and the alert was raised
+    sent_wall: float | None = None  # live: when the sender sent its end (arrival clock); None: a file
+    id: int = 0  # given by the alert log, increasing; 0 until recorded
+
+    def to_dict(self) -> dict:
+        return asdict(self)

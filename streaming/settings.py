@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 TOKEN_ENV = "MANTA_API_TOKEN"
+WEBHOOK_SECRET_ENV = "MANTA_WEBHOOK_SECRET"
 MIN_TOKEN_CHARS = 16
 
 
@@ -184,6 +185,17 @@ class Settings(BaseSettings):
     answer_context_tokens: int = Field(1024, ge=128,
                                        description="token budget of the evidence given to the answer model")
     answer_timeout_s: float = Field(60.0, gt=0.0, description="an answer model slower than this fails")
+    # Monitoring: standing questions ("watches") checked on every committed segment and shown item
+    watch_threshold: float = Field(0.55, gt=0.0, le=1.0, description="default score a watch needs to alert "
+                                   "(mean of cosine and 0.5 × its words found, as answers rank evidence)")
+    watch_cooldown_s: float = Field(60.0, ge=0.0, description="default media seconds after an alert in which "
+                                    "the same watch stays quiet on that stream (one alert per event)")
+    max_watches: int = Field(1000, ge=1, description="watches at once; more are refused (429)")
+    webhook_secret_file: Path | None = Field(
+        None, description="file holding the webhooks' HMAC secret (else MANTA_WEBHOOK_SECRET); unset: "
+                          "webhooks are sent unsigned")
+    webhook_attempts: int = Field(5, ge=1, le=20, description="tries per webhook delivery (backoff 1, 2, 4 … s)")
+    webhook_timeout_s: float = Field(5.0, gt=0.0, le=60.0, description="a webhook receiver must answer in this")
 
     @field_validator("cache_dir", "data_dir", mode="after")
     @classmethod
@@ -260,6 +272,18 @@ class Settings(BaseSettings):
         if not self.loopback_only and self.api_token() is None:
             raise ValueError(f"refusing to listen on {self.host} without an API token: set {TOKEN_ENV} "
                              "(or api_token_file), or keep host 127.0.0.1")
+
+    def webhook_secret(self) -> bytes | None:
+        """The webhooks' signing secret: MANTA_WEBHOOK_SECRET, else ``webhook_secret_file``; never a
+        field, so it never shows in a settings dump."""
+        secret = os.environ.get(WEBHOOK_SECRET_ENV, "").strip()
+        if not secret and self.webhook_secret_file is not None:
+            try:
+                secret = self.webhook_secret_file.expanduser().read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read webhook_secret_file {self.webhook_secret_file}: "
+                                 f"{exc.strerror}") from None
+        return secret.encode() if secret else None
 
     @property
     def url(self) -> str:
