@@ -275,6 +275,16 @@ class StreamActor:
                  "labels": [n for n, _ in f.labels]}
                 for f, score in visual.similar_frames(vector, k, start, end)]
 
+    def thumbnail(self, at: float) -> tuple[float, bytes] | None:
+        """A live stream's kept thumbnail nearest ``at`` media seconds, as (its time, JPEG)."""
+        return self.pipeline.thumbnails.nearest(at) if self.pipeline is not None else None
+
+    def recording(self) -> dict:
+        """``live``, and ``path``: the local file a recorded stream reads (None for anything else),
+        for the dashboard's player; the API checks it against the source policy again."""
+        spec = self.pipeline.spec if self.pipeline is not None else saved_spec(self.source)
+        return {"live": spec.live, "path": spec.uri if spec.scheme == "file" else None}
+
     def segments(self, start: float | None, end: float | None, limit: int,
                  include_summary: bool = False) -> list[dict]:
         if self.pipeline is None:

@@ -33,6 +33,7 @@ from actors.serve.limits import RequestLimits, decode_image, set_limits
 from actors.serve.openai_compat import ChatRequest, ChunkWriter, completion
 from actors.serve.fanout import QueryEngine, UnknownStreams
 from actors.serve.guard import Guard, GuardMiddleware, install, token_digest
+from actors.serve import dashboard
 from actors.serve.schemas import QueryRequest, SimilarRequest, StreamRequest
 from actors.logs import configure_logging, prepare_environment
 
@@ -43,6 +44,7 @@ api = FastAPI(title="Manta", version="0.1.0",
 api.add_middleware(RequestLimits)
 # Outermost (added last): a request without the token is refused before anything else.
 api.add_middleware(GuardMiddleware)
+api.include_router(dashboard.router)  # the web page (/ui) and its media routes
 
 
 def sse(event: str, data) -> str:
@@ -70,6 +72,7 @@ class MantaApi:
         self.policy = SourcePolicy.from_settings(self.settings)
         set_limits(self.settings.max_body_mb, self.settings.request_timeout_s)
         self.streams = StreamDirectory(self.settings, models)
+        dashboard.install(self.settings, self.policy, self.streams)
         if restore:
             # Streams saved in data_dir come back (resumed or just searchable) before the first
             # request, so a name restored here is taken (409), as it was before the restart. Every

@@ -33,6 +33,7 @@ from streaming.interfaces import Embedder, ModelLoader, Models
 from streaming.memory.levels import StreamLevels
 from streaming.ingest.transcript import IncrementalTranscriber, transcriber_profile
 from streaming.ingest.visual import VisualStage
+from streaming.ingest.thumbnails import ThumbnailRing
 
 log = logging.getLogger("manta.pipeline")
 _END = object()
@@ -66,6 +67,7 @@ class StreamPipeline:
         frame_fps = settings.frame_fps if visual_on else 0.0
         self.frame_step_s = 1.0 / frame_fps if frame_fps > 0 else 1.0
         self.visual: VisualStage | None = None
+        self.thumbnails = ThumbnailRing() if spec.live else ThumbnailRing(keep_s=0)  # a file is read again
         self.source = MediaSource(
             spec, open_timeout=settings.open_timeout_s, read_timeout=settings.read_timeout_s,
             pace=settings.pace, frame_fps=frame_fps, reconnect_initial=settings.reconnect_initial_s,
@@ -257,6 +259,7 @@ class StreamPipeline:
                     words = self.transcriber.push(item)
                     self._commit(self.segmenter.push(words, self.transcriber.committed_until), words)
                 elif isinstance(item, VideoFrame):
+                    self.thumbnails.add(item.t, item.image)  # the dashboard's pictures of a live stream
                     vector = self.visual.on_frame(item)
                     if vector is not None:
                         self.window.add_frame(item.t, vector)
