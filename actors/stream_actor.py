@@ -28,9 +28,11 @@ from streaming.memory.data_dir import store_path, streams_dir
 from streaming.memory.store import StreamStore
 from streaming.source.redact import redact_text, redact_uri
 from streaming.search.view import StreamView
+from streaming.watch.matcher import observed
 
 from actors.metrics import MetricsExporter
 from actors.model_service import RemoteModels
+from actors.watch_desk import WatchFeed
 from actors.logs import configure_logging, prepare_environment
 
 log = logging.getLogger("manta.stream_actor")
@@ -122,12 +124,20 @@ class StreamActor:
             else:  # the file is gone: what was indexed must not go with it
                 spec, unavailable = saved_spec(source), str(exc)
         store = self._open_store(path) if spec is not None else None
+        self._watches: WatchFeed | None = None
         if store is not None:
             self.pipeline = StreamPipeline(stream_id, name, spec, self.settings, self._loader(spec),
                                            store=store)
+            self._watches = WatchFeed(stream_id, name, self.settings)
+            self.pipeline.on_commit = self._check_watches
         if self._resumed and self.pipeline is not None:
             self._resume(restarted, unavailable)
         self._metrics = MetricsExporter(stream_id, self.status).start()
+
+    def _check_watches(self, segments, vectors, items) -> None:
+        """Standing questions: every commit's new speech and shown items, the moment they are searchable."""
+        pipe = self.pipeline
+        self._watches.check(observed(segments, vectors, items), pipe.clock(), pipe.sent_wall)
 
     def _open_store(self, path: Path) -> StreamStore | None:
         """The stream's store: the saved one when resuming; else a new file, never an old one
@@ -320,3 +330,5 @@ class StreamActor:
     def __ray_shutdown__(self) -> None:
         # Only when the actor exits: a stopped stream stays searchable, so its metrics stay exported.
         self._metrics.close()
+        if self._watches is not None:
+            self._watches.close()

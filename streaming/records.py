@@ -289,7 +289,7 @@ class Watch:
     text: str
     streams: tuple[str, ...] = ()  # stream ids, names or glob patterns ("cam-*"); empty: every stream
     modality: str = "any"  # any, said, shown or seen
-    threshold: float = 0.55  # score an item needs (streaming.watch.matcher)
+    threshold: float = 0.6  # score an item needs (streaming.watch.matcher)
     cooldown_s: float = 60.0  # media seconds of quiet on a stream after one of its alerts
     webhook_url: str | None = None
     created_wall: float = 0.0

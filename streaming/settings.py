@@ -186,8 +186,8 @@ class Settings(BaseSettings):
                                        description="token budget of the evidence given to the answer model")
     answer_timeout_s: float = Field(60.0, gt=0.0, description="an answer model slower than this fails")
     # Monitoring: standing questions ("watches") checked on every committed segment and shown item
-    watch_threshold: float = Field(0.55, gt=0.0, le=1.0, description="default score a watch needs to alert "
-                                   "(mean of cosine and 0.5 × its words found, as answers rank evidence)")
+    watch_threshold: float = Field(0.6, gt=0.0, le=1.0, description="default score a watch needs to alert "
+                                   "(cosine raised by the share of its words found: streaming/watch/matcher.py)")
     watch_cooldown_s: float = Field(60.0, ge=0.0, description="default media seconds after an alert in which "
                                     "the same watch stays quiet on that stream (one alert per event)")
     max_watches: int = Field(1000, ge=1, description="watches at once; more are refused (429)")

@@ -3,6 +3,8 @@ loopback port, real models. Tests talk to it over HTTP on 127.0.0.1 only."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from actors.logs import prepare_environment
@@ -10,6 +12,9 @@ from tests.support.helpers import Api, free_port
 
 # Before any test module imports Ray: a local Ray on loopback only, nothing sent off the machine.
 prepare_environment(local=True)
+# Webhooks are signed with this (tests/service/test_alerts.py checks the signature); set before Ray
+# starts, so the alert desk's process has it too.
+os.environ.setdefault("MANTA_WEBHOOK_SECRET", "a-test-secret-for-webhooks")
 
 _SERVICE: list[Api] = []  # the session's service, once a test asked for it
 

@@ -32,6 +32,7 @@ from actors.directory import STOP_TIMEOUT_S, StreamDirectory, TooManyStreams, lo
 from actors.serve.limits import RequestLimits, decode_image, set_limits
 from actors.serve.openai_compat import ChatRequest, ChunkWriter, completion
 from actors.serve.fanout import QueryEngine, UnknownStreams
+from actors.serve import monitor
 from actors.serve.guard import Guard, GuardMiddleware, install, token_digest
 from actors.serve import dashboard
 from actors.serve.schemas import QueryRequest, SimilarRequest, StreamRequest
@@ -44,6 +45,7 @@ api = FastAPI(title="Manta", version="0.1.0",
 api.add_middleware(RequestLimits)
 # Outermost (added last): a request without the token is refused before anything else.
 api.add_middleware(GuardMiddleware)
+api.include_router(monitor.router)  # /v1/watches and /v1/alerts (actors/serve/monitor.py)
 api.include_router(dashboard.router)  # the web page (/ui) and its media routes
 
 
@@ -92,6 +94,10 @@ class MantaApi:
 
             cross = CrossEncoder(self.settings.rerank_model, threads=self.settings.torch_threads)
         self.engine = QueryEngine(self.settings, self.streams, self._embed_async, answerer, cross)
+        # The alert desk now, not at the first watch: after a restart the saved watches must reach
+        # the streams before anyone calls the API.
+        monitor.install(monitor.Monitor(self.settings, self._embed_async, self.policy))
+        monitor.install_desk()
 
     async def _embed_async(self, text: str):
         return await run_in_threadpool(self._question_vector, text)

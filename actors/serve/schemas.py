@@ -87,3 +87,40 @@ class QueryRequest(BaseModel):
     def ask(self) -> Ask:
         return Ask(self.question, self.streams, self.start, self.end, self.wall_start, self.wall_end,
                    self.k, self.modality, self.retrieval, self.generate)
+
+
+class WatchRequest(BaseModel):
+    """A standing question: alert when something said, shown or seen matches ``text``."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(..., min_length=1, max_length=500, description="a phrase, or a condition in plain words")
+    streams: list[str] | None = Field(
+        None, max_length=1000, description="stream ids, names or glob patterns ('cam-*'); none: every stream, "
+                                           "those added later too")
+    modality: Literal["any", "said", "shown", "seen"] = "any"
+    threshold: float | None = Field(None, gt=0, le=1, description="score needed (default: watch_threshold)")
+    cooldown_s: float | None = Field(None, ge=0, le=86400, description="media seconds of quiet after an alert")
+    webhook_url: str | None = Field(None, max_length=2048, description="http(s) URL that gets each alert as a "
+                                                                       "signed POST")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("text must not be empty")
+        return " ".join(v.split())
+
+    @field_validator("streams")
+    @classmethod
+    def _patterns(cls, v: list[str] | None) -> list[str] | None:
+        for p in v or ():
+            if not p.strip() or len(p) > 128:
+                raise ValueError("each stream pattern must be 1 to 128 characters")
+        return _once_each(v) or None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.lower().startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be an http:// or https:// URL")
+        return v

@@ -121,6 +121,17 @@ def lexical_scores(query: str, texts: Sequence[str]) -> np.ndarray | None:
 PHRASE_SHARE = 0.3
 
 
+def content_words(text: str) -> set[str]:
+    """The content words of a text as BM25 here sees them (stopwords out, plurals folded)."""
+    (words,) = _tokens([text]) if text.strip() else ([],)
+    return set(words)
+
+
+def word_pairs(text: str) -> set[tuple[str, str]]:
+    """Adjacent word pairs, stopwords kept: how closely a text repeats a phrase."""
+    return _bigrams(text)
+
+
 def _bigrams(text: str) -> set[tuple[str, str]]:
     w = re.findall(r"[a-z0-9']+", text.lower().replace("’", "'"))
     return set(zip(w, w[1:]))

@@ -136,6 +136,13 @@ class StreamClock:
             self._connection = connection
             self._origin = (self.clock(), media_t)
 
+    def wall_of(self, media_t: float) -> float | None:
+        """When media time ``media_t`` arrived (or will), on this clock; None before the first chunk."""
+        if self._origin is None:
+            return None
+        wall0, t0 = self._origin
+        return wall0 + (media_t - t0)
+
     def trailing(self, media_t: float) -> float | None:
         """Seconds ``media_t`` trails the clock; None before the first chunk."""
         if self._origin is None:

@@ -82,6 +82,9 @@ class StreamPipeline:
         self._busy = 0.0  # seconds spent recognising, embedding and indexing
         self._taken_t = resume_t  # media time of the newest item the worker took off the queue
         self._tail_flushed_at = -1.0  # media time when a live outage last flushed the held tail
+        # Called in the worker thread after each commit with (segments, vectors, shown items created
+        # or grown): the stream actor checks its watches there (actors/watch_desk.py).
+        self.on_commit: Callable[[list[MicroSegment], list, list], None] | None = None
         # Only a stream that must keep up with a clock degrades; a fast-read file just waits.
         self.live_paced = spec.live or settings.pace == "realtime"
         self.governor: Governor | None = None
@@ -329,9 +332,14 @@ class StreamPipeline:
         self.visual.add_labels(scored)
         self.window.trim(scored[-1].t1)
         self.status.segments = len(self.index)
+        items, frames = self.visual.take_changes()
         if self.store is not None:
-            items, frames = self.visual.take_changes()
             self.store.commit(scored, vectors, features, self._checkpoint(scored[-1]), items, frames)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(scored, vectors, items)
+            except Exception:  # noqa: BLE001 - a watch must never stop what it watches
+                log.exception("stream %s: checking watches failed", self.id)
         self.retention.after_commit(scored[-1].t1)
 
     def _checkpoint(self, last: MicroSegment) -> Checkpoint:
@@ -356,6 +364,10 @@ class StreamPipeline:
         st.backlog_s = self._backlog()
         st.rtf = self._busy / st.media_seconds if st.media_seconds > 0 else 0.0
         st.updated_wall = self.clock()
+
+    def sent_wall(self, t: float) -> float | None:
+        """When a live (or real-time-paced) source delivered media time ``t``; None for a file read fast."""
+        return self.stream_clock.wall_of(t) if self.stream_clock is not None else None
 
     def _trailing(self, t: float) -> float | None:
         if self.stream_clock is None or not self.source.progress.connected or \

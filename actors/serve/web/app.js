@@ -5,6 +5,7 @@
 const POLL_MS = 2000;  // the streams table
 const TIMELINE_MS = 3000;  // the chosen stream's timeline, while it ingests
 const FRAME_EVERY_S = 5;  // one frame per this many seconds in the timeline, besides every cut
+const MAX_ALERTS = 300;  // alerts kept in the feed: the page of a long-running service stays light
 const ACTIVE = new Set(["starting", "pending", "connecting", "ingesting", "reconnecting", "restoring"]);
 
 const $ = (id) => document.getElementById(id);
@@ -369,6 +370,12 @@ function addAlert(a) {
        el("span", {class: "text", text: ` ${a.modality}: “${a.quote}”`})),
     el("div", {class: "note", text: [`score ${Number(a.score).toFixed(2)}`, hook].filter(Boolean).join(" · ")})));
   addAlertToTimeline(a);
+  while (state.alerts.length > MAX_ALERTS) {
+    const old = state.alerts.shift();
+    state.alertIds.delete(old.id);
+    const li = $("alerts").querySelector(`li[data-id="${old.id}"]`);
+    if (li) li.remove();
+  }
 }
 
 async function startAlerts() {
