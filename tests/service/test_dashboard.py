@@ -28,6 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 TOKEN = "correct-horse-battery-staple-42"
 JFK = "jfk_inaugural_1961.flac"  # 11 s of speech: the question and the citation
 PLANE = "airplane_flyover_field.mp4"  # 11 s of video: thumbnails
+MANIFESTO = "manifesto_audiobook_titlecard.mp4"  # sent live
 SAID = "ask not what your country can do for you"
 
 
@@ -225,10 +226,10 @@ def test_the_dashboard_lists_answers_and_plays_the_cited_moment(service, browser
     assert match, label
     start = clock_seconds(match.group(1))
     assert 0 <= start < 11
-    page.evaluate("() => { const p = document.getElementById('player'); p.pause(); p.currentTime = 10.9; }")
-    page.wait_for_function("() => window.__seeks.some((t) => t > 10.5)", timeout=15_000)
+    page.evaluate("() => { const p = document.getElementById('player'); p.pause(); p.currentTime = 9.5; }")
+    page.wait_for_function("() => window.__seeks.some((t) => t > 9.4)", timeout=15_000)
     page.evaluate("window.__seeks = []")
-    citation.click()  # from 10.9 s back to where the cited words begin
+    citation.click()  # from 9.5 s back to where the cited words begin
     page.wait_for_function(f"() => window.__seeks.some((t) => Math.abs(t - {start}) < 0.15)", timeout=15_000)
     # Debian's Chromium decodes the FLAC: metadata loaded, no media error, and it plays on from there.
     assert page.evaluate("document.getElementById('player').readyState") >= 1
@@ -236,6 +237,43 @@ def test_the_dashboard_lists_answers_and_plays_the_cited_moment(service, browser
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     print(f"dashboard flow in the browser: {time.monotonic() - t0:.1f} s; screenshot {tmp_path / 'dashboard.png'}")
     page.close()
+
+
+@pytest.mark.slow
+def test_a_live_stream_shows_its_nearest_kept_frames(service, browser, tmp_path):
+    """A live source cannot be rewound: its pipeline keeps recent thumbnails, and a time of its
+    timeline (as a citation would) shows the nearest ones instead of playing."""
+    from playwright.sync_api import expect
+
+    from streaming.tools import broadcast
+
+    # 88 s of 320x180 video at broadcast pace: frames keep coming while the page looks at them.
+    with broadcast.http_ts(media(MANIFESTO), free_port(), speed=1.0, max_seconds=60) as b:
+        assert b.ready.wait(30)
+        sid = service.add(b.url, name="dash-live-frames")
+        deadline = time.monotonic() + 120
+        while len(service.get(f"/v1/streams/{sid}/frames").json()["frames"]) < 4:
+            assert time.monotonic() < deadline, service.get(f"/v1/streams/{sid}").json()
+            time.sleep(0.5)
+        first = service.get(f"/v1/streams/{sid}/frames").json()["frames"][1]["t"]
+        r = service.get(f"/v1/streams/{sid}/thumbnail", params={"at": first + 0.2})
+        assert r.status_code == 200 and jpeg_size(r.content) == (320, 180)
+        assert abs(float(r.headers["x-manta-frame-time"]) - first) <= 1.0  # one kept per second
+        assert r.headers["cache-control"] == "no-store"
+        assert service.get(f"/v1/streams/{sid}/media").status_code == 409
+
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{service.base_url}/ui")
+        page.locator("#streams tbody").get_by_role("button", name="dash-live-frames").click()
+        expect(page.locator("#player")).to_be_hidden()
+        expect(page.locator("#player-note")).to_contain_text("live")
+        page.locator("#timeline button.time").first.click()
+        frames = page.locator("#source-frames img")
+        expect(frames.first).to_be_visible(timeout=15_000)
+        page.wait_for_function("() => [...document.querySelectorAll('#source-frames img')]"
+                               ".some((i) => i.complete && i.naturalWidth === 320)", timeout=15_000)
+        page.screenshot(path=str(tmp_path / "live-frames.png"), full_page=True)
+        page.close()
 
 
 # -- monitoring: needs the watches and alerts API of contract-17 (built on main) -------------------

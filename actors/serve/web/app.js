@@ -258,6 +258,7 @@ async function showSource(c) {
   const s = state.streams.get(c.stream);
   if (s && !s.live) {
     const player = $("player");
+    if (player.error) player.src = mediaURL(c.stream);  // a failed read leaves the element dead: load it again
     const seek = () => {
       player.currentTime = c.start;
       player.play().catch(() => {});  // a browser may refuse to play without a gesture: it still seeks
