@@ -141,6 +141,49 @@ def test_the_browser_signs_in_then_sees_the_dashboard(protected, browser, tmp_pa
     page.close()
 
 
+def test_the_media_route_serves_only_what_the_source_policy_accepts_now(monkeypatch, tmp_path):
+    """A stream's file is checked again when it is served: media_roots set since, or a file swapped
+    for a link out of them, gets the policy's one answer (403), never the bytes."""
+    from fastapi.testclient import TestClient
+
+    from streaming.settings import Settings
+    from streaming.source.policy import GENERIC_FILE_REFUSAL, SourcePolicy
+
+    roots = tmp_path / "media"
+    roots.mkdir()
+    inside = roots / "clip.flac"
+    inside.write_bytes(bytes(range(256)) * 8)
+    outside = tmp_path / "secret.flac"
+    outside.write_bytes(b"not for you")
+    (roots / "link.flac").symlink_to(outside)
+    recordings = {"in": {"live": False, "path": str(inside)}, "out": {"live": False, "path": str(outside)},
+                  "link": {"live": False, "path": str(roots / "link.flac")},
+                  "gone": {"live": False, "path": str(roots / "gone.flac")},
+                  "web": {"live": False, "path": None}, "cam": {"live": True, "path": None}}
+
+    async def fake_call(stream_id, method, *args):
+        assert method == "recording"
+        return recordings[stream_id]
+
+    settings = Settings()
+    monkeypatch.setattr(dashboard, "_call", fake_call)
+    monkeypatch.setattr(dashboard, "_replica", None)  # restored after the test, like _call
+    dashboard.install(settings, SourcePolicy(media_roots=(roots.resolve(),)), None)
+    app = FastAPI()
+    app.include_router(dashboard.router)
+    http = TestClient(app)
+    r = http.get("/v1/streams/in/media", headers={"Range": "bytes=10-19"})
+    assert r.status_code == 206 and r.content == inside.read_bytes()[10:20]
+    for sid in ("out", "link"):
+        r = http.get(f"/v1/streams/{sid}/media")
+        assert r.status_code == 403 and r.json()["detail"] == GENERIC_FILE_REFUSAL, sid
+    assert http.get("/v1/streams/gone/media").status_code == 403  # missing looks like refused
+    r = http.get("/v1/streams/web/media")
+    assert r.status_code == 409 and "not recorded from a local file" in r.json()["detail"]
+    r = http.get("/v1/streams/cam/media")
+    assert r.status_code == 409 and "live" in r.json()["detail"]
+
+
 # -- the real service ------------------------------------------------------------------------------
 
 def jpeg_size(data: bytes) -> tuple[int, int]:
@@ -234,8 +277,13 @@ def test_the_dashboard_lists_answers_and_plays_the_cited_moment(service, browser
     # Debian's Chromium decodes the FLAC: metadata loaded, no media error, and it plays on from there.
     assert page.evaluate("document.getElementById('player').readyState") >= 1
     assert page.evaluate("document.getElementById('player').error") is None
+    page.screenshot(path=str(tmp_path / "cited.png"), full_page=True)
+    # The overview (README's docs/dashboard.png): a video stream's timeline beside the answer.
+    rows.get_by_role("button", name="dash-plane").click()
+    page.wait_for_function("() => [...document.querySelectorAll('#timeline img')]"
+                           ".filter((i) => i.complete && i.naturalWidth === 320).length >= 2", timeout=30_000)
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-    print(f"dashboard flow in the browser: {time.monotonic() - t0:.1f} s; screenshot {tmp_path / 'dashboard.png'}")
+    print(f"dashboard flow in the browser: {time.monotonic() - t0:.1f} s; screenshots in {tmp_path}")
     page.close()
 
 
