@@ -36,7 +36,8 @@ from actors.serve.guard import COOKIE, token_digest
 log = logging.getLogger("manta.dashboard")
 
 WEB = Path(__file__).resolve().parent / "web"
-ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}  # all /ui/static serves: no paths
+# All that /ui/static serves: names, not paths.
+ASSETS = {"app.js": "text/javascript", "monitor.js": "text/javascript", "style.css": "text/css"}
 MAX_LOGIN_BYTES = 4096  # a form with one token field
 MAX_AT_S = 1e7  # media seconds (~115 days): past any stream, short of float trouble
 # The page's own files only: no inline script, nothing from another origin, no framing.
@@ -102,7 +103,7 @@ def _login_form(message: str = "") -> HTMLResponse:
 @router.get("/ui/", include_in_schema=False)
 async def page(request: Request):
     """The dashboard, or (a token is configured and this browser has no cookie) the login form."""
-    if not request.state.authorized:
+    if not getattr(request.state, "authorized", False):  # set by the guard, which runs first
         return _login_form()
     return FileResponse(WEB / "index.html", media_type="text/html; charset=utf-8",
                         headers=SECURITY_HEADERS | {"Content-Security-Policy": PAGE_CSP})
