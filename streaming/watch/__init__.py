@@ -1,0 +1,1 @@
+"""Monitoring: standing questions ("watches") checked as streams are committed, and their alerts."""
