@@ -314,8 +314,8 @@ class WebhookSender:
             last = attempt == self.attempts or not outcome.retry or self._stop.is_set()
             self._report(job.alert_id, "failed" if last else "pending", attempt, error)
             if last:
-                log.warning("webhook for alert %s to %s failed after %d tries: %s", job.alert_id, shown,
-                            attempt, error)
+                log.warning("webhook for alert %s to %s failed after %d %s: %s", job.alert_id, shown,
+                            attempt, "try" if attempt == 1 else "tries", error)
                 return
             self._sleep(backoff_s(attempt, outcome.retry_after))
             if self._stop.is_set():
