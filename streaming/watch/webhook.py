@@ -18,7 +18,7 @@ reaches nothing new; https still verifies the certificate against the host name.
 
 ``WebhookSender`` does this off the caller's thread: ``submit`` only queues (a full queue fails the
 alert with the reason, it never blocks ingest), a few daemon workers deliver, and ``on_state`` hears
-every change of an alert's state. Errors and logs show the URL through ``redact_uri``: a password,
+of every try. Errors and logs show the URL through ``redact_uri``: a password,
 token or signature in it never appears, and neither does the secret.
 """
 
@@ -201,8 +201,10 @@ class WebhookSender:
     """Delivers alerts to webhooks on its own daemon threads; the alert desk owns one.
 
     ``on_state(alert_id, {"state": "pending"|"delivered"|"failed", "attempts": n, "last_error": str|None})``
-    is called once from ``submit`` (pending, or failed when the queue is full or the sender closed)
-    and after every try from a worker thread: a callback that touches shared state needs a lock.
+    is called after every try, from a worker thread (and from ``close`` for alerts it leaves unsent):
+    a callback that touches shared state needs a lock. ``submit`` does not call it; it returns the
+    first state itself (pending, or failed when the queue is full), so a caller may hold its own
+    lock around ``submit`` without the callback deadlocking on it.
     ``sleep`` waits out a backoff (default: a wait that ``close`` cuts short); ``clock`` gives the
     X-Manta-Timestamp (unix seconds); ``resolver``-free tests pass a ``policy`` with a stand-in one.
     """
@@ -241,18 +243,17 @@ class WebhookSender:
 
     def submit(self, alert: dict, url: str) -> dict:
         """Queue ``alert`` (an AlertJSON with its int ``id``) for ``url``; returns at once with the
-        alert's first state (also told to ``on_state``): pending, or failed with the reason."""
+        alert's first state (not told to ``on_state``): pending, or failed with the reason."""
         alert_id = int(alert["id"])
         if self._stop.is_set():
-            return self._report(alert_id, "failed", 0, "webhook sender closed")
+            return self._state("failed", 0, "not sent: the webhook sender closed")
         try:
             self._queue.put_nowait(_Job(alert_id, url, alert_body(alert)))
         except queue.Full:
             log.warning("webhook for alert %s to %s dropped: the delivery queue is full (%d)", alert_id,
                         redact_uri(url), self._queue.maxsize)
-            return self._report(alert_id, "failed", 0,
-                                f"not sent: the webhook queue is full ({self._queue.maxsize} waiting)")
-        return self._report(alert_id, "pending", 0, None)
+            return self._state("failed", 0, f"not sent: the webhook queue is full ({self._queue.maxsize} waiting)")
+        return self._state("pending", 0, None)
 
     def pending(self) -> int:
         """Alerts queued and not yet taken by a worker."""
@@ -279,8 +280,12 @@ class WebhookSender:
 
     # -- workers ----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _state(state: str, attempts: int, error: str | None) -> dict:
+        return {"state": state, "attempts": attempts, "last_error": error}
+
     def _report(self, alert_id: int, state: str, attempts: int, error: str | None) -> dict:
-        info = {"state": state, "attempts": attempts, "last_error": error}
+        info = self._state(state, attempts, error)
         if self.on_state is not None:
             try:
                 self.on_state(alert_id, dict(info))
