@@ -206,7 +206,7 @@ class WebhookSender:
     first state itself (pending, or failed when the queue is full), so a caller may hold its own
     lock around ``submit`` without the callback deadlocking on it.
     ``sleep`` waits out a backoff (default: a wait that ``close`` cuts short); ``clock`` gives the
-    X-Manta-Timestamp (unix seconds); ``resolver``-free tests pass a ``policy`` with a stand-in one.
+    X-Manta-Timestamp (unix seconds); tests without DNS pass a ``policy`` with a stand-in resolver.
     """
 
     def __init__(self, policy: SourcePolicy, *, secret: bytes | str | None = None, attempts: int = 5,
