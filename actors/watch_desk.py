@@ -66,7 +66,7 @@ class WatchDesk:
         if self._sender is None:
             from streaming.watch.webhook import WebhookSender
 
-            self._sender = WebhookSender(self.settings, on_state=self.store.set_webhook)
+            self._sender = WebhookSender.from_settings(self.settings, on_state=self.store.set_webhook)
         return self._sender
 
     def _export_started(self) -> None:
@@ -117,7 +117,9 @@ class WatchDesk:
                      extra={"fields": {"event": "alert", "alert": alert.id, "watch": alert.watch,
                                        "stream": alert.stream}})
             if url:
-                self._webhooks().submit(asdict(alert), url)
+                first = self._webhooks().submit(asdict(alert), url)
+                if first["state"] != "pending":  # refused at once (queue full, closed): say why
+                    self.store.set_webhook(alert.id, first)
         if kept:
             self._new.set()
             self._new = asyncio.Event()
@@ -140,6 +142,11 @@ class WatchDesk:
         except asyncio.TimeoutError:
             return []
         return self.store.alerts(after, limit=500)
+
+    def __ray_shutdown__(self) -> None:
+        if self._sender is not None:
+            self._sender.close()  # what it had not sent yet is marked failed, with the reason
+        self.store.close()
 
     async def _export(self) -> None:
         """Alerts per watch as a gauge that only grows (see actors/metrics.py for why a gauge)."""

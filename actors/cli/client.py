@@ -20,11 +20,13 @@ err = Console(stderr=True)
 
 
 class CliError(Exception):
-    """Shown to the user as one line, exit status 1 (2 when the service is unreachable)."""
+    """Shown to the user as one line, exit status 1 (2 when the service is unreachable).
+    ``status``: the HTTP status the service answered with, when that was the error."""
 
-    def __init__(self, message: str, code: int = 1):
+    def __init__(self, message: str, code: int = 1, status: int | None = None):
         super().__init__(message)
         self.code = code
+        self.status = status
 
 
 # -- HTTP client -----------------------------------------------------------------------------------
@@ -44,11 +46,15 @@ class Client:
             raise CliError(f"Manta is not running at {self.base} (start it with: manta up)", 2) from None
         except httpx.TimeoutException:
             raise CliError(f"Manta at {self.base} did not answer in time", 2) from None
+        self.check(r)
+        return r.json()
+
+    def check(self, r: httpx.Response) -> None:
+        """CliError for an error answer; a 401 says how to give the token."""
         if r.status_code == 401:
             raise CliError(f"Manta at {self.base} wants its API token: set {TOKEN_ENV} (or api_token_file "
-                           "in the config) to the token it was started with")
+                           "in the config) to the token it was started with", status=401)
         self.raise_for(r)
-        return r.json()
 
     @staticmethod
     def raise_for(r: httpx.Response) -> None:
@@ -61,7 +67,7 @@ class Client:
         if isinstance(detail, list):  # FastAPI validation errors
             detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}"
                                for d in detail)
-        raise CliError(f"{r.status_code}: {detail}")
+        raise CliError(f"{r.status_code}: {detail}", status=r.status_code)
 
 
 # -- rendering -------------------------------------------------------------------------------------

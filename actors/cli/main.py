@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from actors.cli.client import CliError, Client, console, err, status_table, stream_answer
 from actors.cli.config import make_settings
+from actors.cli import monitor
 
 def wait_for_stream(client: Client, stream_id: str, timeout: float) -> dict:
     """Show live progress until the stream is finished, failed or stopped."""
@@ -290,11 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--markdown", help="write the summary tables here")
     sp.add_argument("--timeout", type=float, default=900.0,
                     help="seconds to wait for ingest, and for each answer")
+    monitor.add_parsers(sub, common)  # watch, watches, unwatch, alerts
     return p
 
 
 COMMANDS = {"up": cmd_up, "ingest": cmd_ingest, "ask": cmd_ask, "status": cmd_status,
-            "stop": cmd_stop, "demo": cmd_demo, "replay": cmd_replay, "broadcast": cmd_broadcast, "eval": cmd_eval}
+            "stop": cmd_stop, "demo": cmd_demo, "replay": cmd_replay, "broadcast": cmd_broadcast, "eval": cmd_eval,
+            **monitor.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

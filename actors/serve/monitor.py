@@ -83,7 +83,7 @@ async def add_watch(req: WatchRequest) -> dict:
     m = _m()
     if req.webhook_url is not None:
         try:  # where alerts will be sent obeys the sources' egress rules (resolves: off the loop)
-            await run_in_threadpool(m.policy.parse, req.webhook_url)
+            await run_in_threadpool(m.policy.check_url, req.webhook_url)
         except SourceRefused as exc:
             raise HTTPException(403, detail=f"webhook_url refused: {exc}") from None
         except SourceError as exc:

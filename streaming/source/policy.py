@@ -179,8 +179,26 @@ class SourcePolicy:
                 continue  # a host name entry
         return False
 
-    def _check_destination(self, host: str) -> None:
-        for text in self.resolver(host):
+    def check_url(self, url: str, schemes: tuple[str, ...] = ("http", "https")) -> list[str]:
+        """Check a URL the service itself will request (a webhook): one of ``schemes``, a host, and
+        every address the host resolves to allowed as a source destination would be. The allowed
+        addresses come back, so the caller connects to exactly those (a second lookup could answer
+        differently). SourceRefused when refused, SourceError when the host does not resolve."""
+        try:
+            parsed = urlparse(url)
+            parsed.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except (TypeError, ValueError):
+            raise SourceRefused("URL refused: not a valid URL") from None
+        if parsed.scheme.lower() not in schemes:
+            raise SourceRefused(f"URL refused: only {', '.join(s + '://' for s in schemes)} URLs are allowed")
+        if not parsed.hostname:
+            raise SourceRefused("URL refused: it names no host")
+        return self._check_destination(parsed.hostname)
+
+    def _check_destination(self, host: str) -> list[str]:
+        """The addresses ``host`` resolves to, when every one is allowed (else SourceRefused)."""
+        addresses = self.resolver(host)
+        for text in addresses:
             addr = _address(text)
             why = _kind(addr)
             if why is None or self._allowed(host, addr):
@@ -191,6 +209,7 @@ class SourcePolicy:
             raise SourceRefused(f"source refused: {shown} is {why}; an operator can allow it with the "
                                 f"source_allow setting (a network such as {addr}/{addr.max_prefixlen}, "
                                 "or the host name)")
+        return addresses
 
     def _check_listener(self, scheme: str, host: str) -> None:
         """A listener binds ``host`` (this machine) or joins it (a multicast group)."""

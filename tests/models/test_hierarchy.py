@@ -160,12 +160,30 @@ def test_composed_stream_repeats_collapse_and_the_rare_sentence_keeps_its_time(t
     from streaming.settings import Settings
     from streaming.source.media import parse_source
 
+    from streaming.records import Watch
+    from streaming.watch.matcher import WatchMatcher, observed
+
     path, _, spans, rare_at = composed_signoffs(tmp_path)
     settings = Settings(data_dir=tmp_path)
     pipe = StreamPipeline("c", "c", parse_source(path), settings, ModelSet(settings).for_stream)
+    # Watches on the same run (as the stream actor attaches them): one alert per event while the
+    # sign-off keeps coming back within the cooldown, one per sign-off without a cooldown.
+    matcher, alerts, signoff = WatchMatcher("c", "c"), [], "he was not an ill disposed young man"
+
+    def check(segments, vectors, items):
+        if not matcher.watches:
+            v = pipe.embedder.encode([signoff])[0]
+            matcher.set_watches([(Watch("w-once", signoff, cooldown_s=20), v), (Watch("w-each", signoff, cooldown_s=0), v)])
+        alerts.extend(matcher.check(observed(segments, vectors, items), 0.0))
+
+    pipe.on_commit = check
     pipe.probe()
     pipe.start()
     assert pipe.join(timeout=300) and pipe.status.state == "finished", pipe.status.last_error
+    once = [(a.start, a.end) for a in alerts if a.watch == "w-once"]
+    each = [(a.start, a.end) for a in alerts if a.watch == "w-each"]
+    assert len(once) == 1 and once[0][0] < spans[0][1], (once, spans)  # at the first sign-off, then quiet
+    assert len(each) >= 10 and all(any(a < t1 + 3.0 and b > t0 for t0, t1 in spans) for a, b in each), (each, spans)
 
     segs = StreamView.of(pipe).segments()
     repeats = [s for s in segs if "young man" in s.text.lower()]

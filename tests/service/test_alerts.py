@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -159,12 +161,21 @@ def test_watches_and_alerts_survive_the_desk_restarting_and_a_feed_resumes(servi
 
     from actors.watch_desk import DESK_NAME
 
-    watch = _watch(service, text="ask not what your country can do for you", streams=["desk-*"], cooldown_s=0)
+    from tests.service.test_cli import manta
+
+    port = str(urlparse(service.base_url).port)
+    made = manta("watch", "ask not what your country can do for you", "--stream", "desk-*", "--cooldown", "0",
+                 "--port", port)  # as a user would, with the CLI
+    assert made.returncode == 0, made.stderr
+    [watch_id] = re.findall(r"w-[0-9a-f]{8}", made.stdout)
+    watch = {"id": watch_id}
     sid = service.add(str(media("jfk_inaugural_1961.flac")), name="desk-jfk")
     service.wait(sid, states=("finished",), timeout=300)
     time.sleep(1)
     first = service.get("/v1/alerts", params={"watch": watch["id"]}).json()
     assert len(first["alerts"]) == 1 and first["alerts"][0]["sent_wall"] is None  # a file: no sender clock
+    listed = manta("alerts", "--watch", watch_id, "--port", port)
+    assert listed.returncode == 0 and sid in listed.stdout and "ask not" in listed.stdout.lower(), listed
     ray.kill(ray.get_actor(DESK_NAME, namespace=service.settings.namespace), no_restart=False)
     deadline = time.monotonic() + 60
     while True:  # Ray restarts the desk; it reloads data_dir/monitor.sqlite
