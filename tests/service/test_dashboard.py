@@ -282,6 +282,8 @@ def test_the_dashboard_lists_answers_and_plays_the_cited_moment(service, browser
     rows.get_by_role("button", name="dash-plane").click()
     page.wait_for_function("() => [...document.querySelectorAll('#timeline img')]"
                            ".filter((i) => i.complete && i.naturalWidth === 320).length >= 2", timeout=30_000)
+    # Debian's Chromium decodes the H.264 film too: its first frame is on screen.
+    page.wait_for_function("() => document.getElementById('player').readyState >= 2", timeout=15_000)
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     print(f"dashboard flow in the browser: {time.monotonic() - t0:.1f} s; screenshots in {tmp_path}")
     page.close()
