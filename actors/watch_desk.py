@@ -27,6 +27,7 @@ from streaming.settings import Settings
 from streaming.source.redact import redact_uri
 from streaming.watch.matcher import WatchMatcher
 from streaming.watch.store import NO_WEBHOOK, MonitorStore, monitor_path
+from streaming.watch.verify import MAX_TOKENS, verdict, verify_messages
 
 from actors.logs import configure_logging, prepare_environment
 
@@ -49,7 +50,8 @@ def public_watch(watch: dict, alerts: int) -> dict:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class WatchDesk:
-    def __init__(self, settings: dict):
+    def __init__(self, settings: dict, answerer=None):
+        """``answerer``: the answer model's deployment handle (checks ``verify`` watches), or None."""
         prepare_environment(local=False)  # webhooks go where the operator's egress allows
         configure_logging()
         self.settings = Settings.load(settings)
@@ -57,6 +59,8 @@ class WatchDesk:
         self._version = time.time_ns()  # a restarted desk is a new version: feeds reload
         self._watches = {w.id: (w, v) for w, v in self.store.watches()}
         self._counts = self.store.alert_counts()
+        self._rejected: dict[str, int] = {}  # matches the answer model said no to, since the desk started
+        self._answerer = answerer
         self._new = asyncio.Event()
         self._sender = None
         self._gauge = None
@@ -94,7 +98,8 @@ class WatchDesk:
         return True
 
     async def watches(self) -> list[dict]:
-        return [public_watch(w.to_dict(), self._counts.get(w.id, 0)) for w, _ in self._watches.values()]
+        return [public_watch(w.to_dict(), self._counts.get(w.id, 0)) | {"rejected": self._rejected.get(w.id, 0)}
+                for w, _ in self._watches.values()]
 
     async def watches_since(self, version: int | None):
         """None when nothing changed since ``version``; else (version, [(watch, vector), …])."""
@@ -105,8 +110,15 @@ class WatchDesk:
 
     # -- alerts ------------------------------------------------------------------------------------
     async def record(self, alerts: list[dict]) -> list[int]:
-        """Alerts a stream raised: numbered, kept, announced, and sent to their webhooks."""
+        """Alerts a stream raised: numbered, kept, announced, and sent to their webhooks. Those of a
+        ``verify`` watch go to the answer model first, without holding the others up."""
         alerts = [a for a in alerts if a["watch"] in self._watches]  # removed meanwhile: dropped
+        checked = [a for a in alerts if self._watches[a["watch"]][0].verify]
+        for a in checked:
+            asyncio.get_running_loop().create_task(self._verify_then_keep(a))
+        return self._keep([a for a in alerts if a not in checked])
+
+    def _keep(self, alerts: list[dict]) -> list[int]:
         hooks = [self._watches[a["watch"]][0].webhook_url for a in alerts]
         states = [dict(NO_WEBHOOK, state="pending") if url else dict(NO_WEBHOOK) for url in hooks]
         kept = self.store.add_alerts([Alert(**a) for a in alerts], states)
@@ -124,6 +136,38 @@ class WatchDesk:
             self._new.set()
             self._new = asyncio.Event()
         return [a.id for a in kept]
+
+    async def _verify_then_keep(self, alert: dict) -> None:
+        entry = self._watches.get(alert["watch"])
+        if entry is None:
+            return
+        said = await self._ask_model(entry[0], alert)
+        if said is False:
+            self._rejected[alert["watch"]] = self._rejected.get(alert["watch"], 0) + 1
+            log.info("watch %s: the answer model rejected a match on stream %s at %.1f s", alert["watch"],
+                     alert["stream"], alert["start"])
+            return
+        if alert["watch"] in self._watches:
+            self._keep([dict(alert, verified=said)])
+
+    async def _ask_model(self, watch: Watch, alert: dict) -> bool | None:
+        """The answer model's yes (True) or no (False); None without a model or a clear reply."""
+        if self._answerer is None:
+            return None
+        reply = []
+
+        async def collect():
+            gen = self._answerer.options(stream=True).stream.remote(
+                verify_messages(watch.text, alert["modality"], alert["text"]), MAX_TOKENS)
+            async for piece in gen:
+                reply.append(piece)
+
+        try:
+            await asyncio.wait_for(collect(), self.settings.answer_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the alert is kept, unverified
+            log.warning("watch %s: the answer model could not check an alert: %s", watch.id, type(exc).__name__)
+            return None
+        return verdict("".join(reply))
 
     async def alerts(self, since: int = 0, stream: str | None = None, watch: str | None = None,
                      limit: int = 100) -> list[dict]:
@@ -159,11 +203,10 @@ class WatchDesk:
             await asyncio.sleep(EXPORT_EVERY_S)
 
 
-def desk(settings: Settings):
+def desk(settings: Settings, answerer=None):
     """The desk's handle, created on first use (any API replica may be first; the name is unique)."""
-    handle = WatchDesk.options(name=DESK_NAME, namespace=settings.namespace, lifetime="detached",
-                               get_if_exists=True).remote(settings.model_dump(mode="json"))
-    return handle
+    return WatchDesk.options(name=DESK_NAME, namespace=settings.namespace, lifetime="detached",
+                             get_if_exists=True).remote(settings.model_dump(mode="json"), answerer)
 
 
 class WatchFeed:

@@ -293,6 +293,7 @@ class Watch:
     cooldown_s: float = 60.0  # media seconds of quiet on a stream after one of its alerts
     webhook_url: str | None = None
     created_wall: float = 0.0
+    verify: bool = False  # the answer model confirms each alert first (streaming/watch/verify.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -314,6 +315,7 @@ class Alert:
     score: float
     fired_wall: float  # when the stream committed it and the alert was raised
     sent_wall: float | None = None  # live: when the sender sent its end (arrival clock); None: a file
+    verified: bool | None = None  # the answer model said yes; None: not asked, or no clear reply
     id: int = 0  # given by the alert log, increasing; 0 until recorded
 
     def to_dict(self) -> dict:

@@ -69,7 +69,8 @@ def alert_line(a: dict) -> str:
 def cmd_watch(args) -> int:
     client = _client(args)
     body = {"text": args.text, "streams": args.stream or None, "modality": args.modality,
-            "threshold": args.threshold, "cooldown_s": args.cooldown, "webhook_url": args.webhook}
+            "threshold": args.threshold, "cooldown_s": args.cooldown, "webhook_url": args.webhook,
+            "verify": True if args.verify else None}
     body = {k: v for k, v in body.items() if v is not None}  # the service's defaults for the rest
     watch = _call(client, "POST", "/v1/watches", _no_api(client), json=body)["watch"]
     where = ", ".join(watch.get("streams") or []) or "every stream"
@@ -232,6 +233,8 @@ def add_parsers(sub, common) -> None:
     sp.add_argument("--cooldown", type=_seconds, help="media seconds of quiet per stream after an alert "
                                                       "(default 60)")
     sp.add_argument("--webhook", help="also POST each alert to this http(s) URL")
+    sp.add_argument("--verify", action="store_true", help="the answer model confirms each alert first (yes/no "
+                                                          "on the evidence): for conditions that take judgement")
     common(sub.add_parser("watches", help="list the watches"))
     sp = common(sub.add_parser("unwatch", help="remove a watch"))
     sp.add_argument("id", help="the watch's id (see: manta watches)")

@@ -96,7 +96,7 @@ class MantaApi:
         self.engine = QueryEngine(self.settings, self.streams, self._embed_async, answerer, cross)
         # The alert desk now, not at the first watch: after a restart the saved watches must reach
         # the streams before anyone calls the API.
-        monitor.install(monitor.Monitor(self.settings, self._embed_async, self.policy))
+        monitor.install(monitor.Monitor(self.settings, self._embed_async, self.policy, answerer))
         monitor.install_desk()
 
     async def _embed_async(self, text: str):

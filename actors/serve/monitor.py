@@ -37,11 +37,12 @@ class Monitor:
     settings: Settings
     embed: Callable[[str], Awaitable]  # a text's unit vector, as questions are embedded
     policy: SourcePolicy
+    answerer: object = None  # the answer model's handle: ``verify`` watches ask it
     desk: object = None
 
     def handle(self):
         if self.desk is None:
-            self.desk = desk(self.settings)
+            self.desk = desk(self.settings, self.answerer)
         return self.desk
 
 
@@ -89,10 +90,12 @@ async def add_watch(req: WatchRequest) -> dict:
         except SourceError as exc:
             raise HTTPException(400, detail=f"webhook_url: {exc}") from None
     s = m.settings
+    if req.verify and s.answer_model == "off":
+        raise HTTPException(409, detail="verify needs an answer model, and answer_model is off")
     watch = {"id": f"w-{secrets.token_hex(4)}", "text": req.text, "streams": req.streams or [],
              "modality": req.modality, "threshold": req.threshold or s.watch_threshold,
              "cooldown_s": s.watch_cooldown_s if req.cooldown_s is None else req.cooldown_s,
-             "webhook_url": req.webhook_url, "created_wall": time.time()}
+             "webhook_url": req.webhook_url, "created_wall": time.time(), "verify": req.verify}
     vector = await m.embed(req.text)
     try:
         return {"watch": await _ask("add_watch", watch, vector.tolist())}

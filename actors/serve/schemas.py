@@ -102,6 +102,8 @@ class WatchRequest(BaseModel):
     cooldown_s: float | None = Field(None, ge=0, le=86400, description="media seconds of quiet after an alert")
     webhook_url: str | None = Field(None, max_length=2048, description="http(s) URL that gets each alert as a "
                                                                        "signed POST")
+    verify: bool = Field(False, description="the answer model confirms each alert (yes/no on the evidence) "
+                                            "before it is raised; needs answer_model")
 
     @field_validator("text")
     @classmethod

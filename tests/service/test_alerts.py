@@ -196,3 +196,58 @@ def test_watches_and_alerts_survive_the_desk_restarting_and_a_feed_resumes(servi
     assert [(a["stream"], a["watch"]) for a, _ in feed.alerts] == [(sid, watch["id"]), (again, watch["id"])]
     feed.stop.set()
     service.delete(f"/v1/watches/{watch['id']}")
+
+
+def test_a_verify_watch_keeps_what_the_answer_model_confirms(service, tmp_path):
+    """The alert desk with a real Answerer deployment whose model is an OpenAI-compatible server:
+    the stand-in below plays that remote server (outside the machine in real use), answering YES
+    when the evidence mentions a country and NO otherwise."""
+    import ray
+    from ray import serve
+
+    from actors.serve.answerer import Answerer
+    from actors.watch_desk import WatchDesk
+    from tests.models.test_llm import StandIn
+
+    class Judge(StandIn):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            evidence = body["messages"][-1]["content"].split('"')[1]  # the quoted evidence, not the condition
+            word = "YES" if "country" in evidence else "NO"
+            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+            self._send(200, "text/event-stream", f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n")
+
+    judge = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=judge.serve_forever, daemon=True).start()
+    settings = service.settings.model_copy(update={
+        "answer_model": f"http://127.0.0.1:{judge.server_address[1]}/v1", "data_dir": tmp_path}).model_dump(mode="json")
+    answerer = serve.run(Answerer.bind(settings), name="judge", route_prefix=None)
+    desk = WatchDesk.remote(settings, answerer)
+    try:
+        vector = [1.0, 0.0]
+        ray.get([desk.add_watch.remote({"id": i, "text": "a call to serve the country", "streams": [], "verify": v},
+                                       vector) for i, v in (("w-checked", True), ("w-plain", False))])
+
+        def alert(watch, text, start):
+            return {"watch": watch, "watch_text": "a call to serve", "stream": "s", "start": start, "end": start + 3,
+                    "modality": "said", "kind": "speech", "text": text, "quote": text, "score": 0.7,
+                    "fired_wall": time.time()}
+
+        ray.get(desk.record.remote([alert("w-checked", "ask what you can do for your country", 1.0),
+                                    alert("w-checked", "the weather is fine", 5.0),
+                                    alert("w-plain", "the weather is fine", 5.0)]))
+        deadline = time.monotonic() + 60
+        while len(got := ray.get(desk.alerts.remote())) < 2:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.2)
+        time.sleep(1.0)  # the rejected one must not arrive late either
+        got = ray.get(desk.alerts.remote())
+        assert sorted((a["watch"], a["start"], a["verified"]) for a in got) == [
+            ("w-checked", 1.0, True), ("w-plain", 5.0, None)]
+        counts = {w["id"]: (w["alerts"], w["rejected"]) for w in ray.get(desk.watches.remote())}
+        assert counts == {"w-checked": (1, 1), "w-plain": (1, 0)}
+    finally:
+        ray.kill(desk)
+        serve.delete("judge")
+        judge.shutdown()
