@@ -89,7 +89,8 @@ class Guard:
             return False
         presented = [v.strip() for k, _, v in (p.partition("=") for p in header.split(";"))
                      if k.strip() == COOKIE]
-        return any(hmac.compare_digest(v, expected) for v in presented)
+        # As bytes: compare_digest refuses str with non-ASCII characters, which a header may carry.
+        return any(hmac.compare_digest(v.encode("latin-1", "replace"), expected.encode()) for v in presented)
 
 
 def cookie_value(digest: str) -> str:

@@ -113,6 +113,8 @@ def test_a_token_protected_dashboard_asks_to_sign_in_and_sets_a_strict_cookie(pr
     assert signed.get("/v1/streams").json()["streams"][0]["id"] == "cam"
     forged = httpx.Client(base_url=protected, trust_env=False, cookies={COOKIE: value[:-1] + "0"})
     assert forged.get("/v1/streams").status_code == 401
+    odd = http.get("/v1/streams", headers={"Cookie": f"{COOKIE}=caf\u00e9; other=1".encode("latin-1")})
+    assert odd.status_code == 401  # a header with non-ASCII bytes is refused, not a 500
     bearer = httpx.Client(base_url=protected, trust_env=False, headers={"Authorization": f"Bearer {TOKEN}"})
     assert bearer.get("/ui").status_code == 200  # the header still works as before
     out = signed.post("/ui/logout", follow_redirects=False)
