@@ -20,9 +20,7 @@ import numpy as np
 from streaming.ingest.features import SignalWindow
 from streaming.ingest.governor import Degradation, Governor, StreamClock
 from streaming.memory.index import SegmentIndex
-from streaming.records import AudioChunk, MicroSegment, RetentionCut, StreamStatus, SubtitleCue, VideoFrame
-from streaming.memory.retention import Retention, RetentionPolicy
-from streaming.ingest.scoring import SegmentScorer
+from streaming.records import AudioChunk, MicroSegment, StreamStatus, SubtitleCue, VideoFrame
 from streaming.ingest.segmenter import MicroSegmenter
 from streaming.settings import Settings
 from streaming.source.media import CHUNK_SECONDS, MediaSource, SourceError, SourceSpec
@@ -34,6 +32,7 @@ from streaming.memory.levels import StreamLevels
 from streaming.ingest.transcript import IncrementalTranscriber, transcriber_profile
 from streaming.ingest.visual import VisualStage
 from streaming.ingest.thumbnails import ThumbnailRing
+from streaming.ingest.restore import restore_stages
 
 log = logging.getLogger("manta.pipeline")
 _END = object()
@@ -211,25 +210,7 @@ class StreamPipeline:
                                   frame_step_s=self.frame_step_s,
                                   ocr_interval_s=self.settings.ocr_interval_s, clip=m.clip,
                                   captioner=m.captioner)
-        r = self.restored
-        cp = r.checkpoint if r is not None else None
-        last = r.features[-1] if r is not None and r.features else None
-        self.scorer = SegmentScorer(self.settings, m.stepper, last)
-        cut = RetentionCut(**cp.info["retained"]) if cp is not None and "retained" in cp.info else None
-        self.retention = Retention(RetentionPolicy.from_settings(self.settings, self.spec.live), self.index, self.levels,
-                                   self.visual, self.store, cut)
-        if r is not None:
-            self.visual.restore(r.items, r.frames)
-        if r is not None and r.segments:
-            restored = [self.visual.fuse(s)[0] for s in r.segments]
-            self.index.add_timeline(restored, r.vectors)
-            self.levels.restore(restored, r.vectors, (cut.meso_id, cut.macro_id) if cut else (0, 0))
-            if not self.resumable and cp.info.get("state") == "finished":
-                self.levels.flush()
-            self.status.segments = len(self.index)
-            self.status.words = sum(len(s.words) for s in r.segments)
-        if cp is not None:
-            self.scorer.load(cp.model, cp.tracker)
+        restore_stages(self, m.stepper)
         if self.live_paced and self.settings.degrade:
             self.governor = Governor.from_settings(self.settings, self.source.frame_fps, m.asr_fallback is not None)
         self._ready.set()
