@@ -164,7 +164,11 @@ def score_run(run: dict, clip, arrivals: Arrivals, watches: dict) -> dict:
             if sent is not None and s["start"] > 5.0:  # the first seconds include actors loading
                 fresh.append(s["ingested_wall"] - sent)
     planted = sum(1 for w in watches.values() if w[2] is not None) * run["n"]
-    return {"n": run["n"], "sse": lat_sse, "hook": lat_hook, "fresh": fresh, "tp": tp, "fp": fp,
+    missed = [f"{name}: {text!r} ({planted_[0]}, line {planted_[1] + 1}: "
+              f"{clip.cues[planted_[1]].text if planted_[0] == 'said' else SCRIPT[planted_[1]][0]!r})"
+              for name in run["names"] for wid, (text, _, planted_) in watches.items()
+              if planted_ is not None and (name, wid) not in found]
+    return {"n": run["n"], "sse": lat_sse, "hook": lat_hook, "fresh": fresh, "tp": tp, "fp": fp, "missed": missed,
             "recall": len(found) / planted, "planted": planted,
             "precision": tp / (tp + len(fp)) if tp + len(fp) else 1.0}
 
@@ -250,6 +254,8 @@ def report(res: dict) -> list[str]:
     for r in res["runs"]:
         for fp in r["fp"]:
             lines.append(f"- {r['n']} stream(s), false alert: {fp}")
+        for miss in r["missed"]:
+            lines.append(f"- {r['n']} stream(s), missed: {miss}")
     c = res["cost"]
     if c:
         lines += ["", *table(["10 file streams, same service", "wall until all finished (s)", "mean RTF"], [

@@ -112,7 +112,6 @@ def test_similar_frames_from_an_uploaded_picture(service, streams):
     import io
 
     import av
-    from PIL import Image
 
     with av.open(str(media(CLIPS["bunny"]))) as c:  # a brook frame, re-encoded as a user's JPEG
         frame = next(f for f in c.decode(video=0) if f.time >= 13.0).to_image()
