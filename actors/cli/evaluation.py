@@ -25,8 +25,8 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from streaming.tools.evaluate import (MODES, TYPES, EvalQuestion, EvalReport, EvalResult, QuestionError,
-                                Similarity, error_result, questions_from_jsonl, score)
+from streaming.tools.evaluate import (MODES, SPLITS, TYPES, EvalQuestion, EvalReport, EvalResult, QuestionError,
+                                Similarity, error_result, questions_from_jsonl, score, select_split)
 
 from actors.cli.client import CliError, Client, status_table
 from actors.cli.config import make_settings
@@ -41,7 +41,8 @@ def default_media_dir() -> Path:
     return Path(os.environ.get("MANTA_MEDIA_DIR") or REPO.parent / "shared" / "media")
 
 
-def load_questions(path: str | Path, types: list[str] | None = None) -> list[EvalQuestion]:
+def load_questions(path: str | Path, types: list[str] | None = None,
+                   split: str | None = None) -> list[EvalQuestion]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -53,6 +54,12 @@ def load_questions(path: str | Path, types: list[str] | None = None) -> list[Eva
         questions = questions_from_jsonl(text, source=path.name)
     except QuestionError as exc:
         raise CliError(str(exc)) from None
+    if split is not None:
+        if split not in SPLITS:
+            raise CliError(f"unknown split {split} (expected {', '.join(SPLITS)})")
+        questions = select_split(questions, split)
+        if not questions:
+            raise CliError(f"{path.name} has no questions in the {split} split (no \"split\" field?)")
     wanted = [t for arg in types or [] for t in arg.split(",") if t]
     unknown = sorted(set(wanted) - set(TYPES))
     if unknown:
@@ -262,11 +269,12 @@ def write_outputs(report: EvalReport, questions_file: str, json_out: str | None,
 
 def run_cli(args, console: Console) -> int:
     """``manta eval``: validate everything before starting anything, then ingest, ask, report."""
-    questions = load_questions(args.questions, args.types)
+    questions = load_questions(args.questions, args.types, getattr(args, "split", None))
     modes = parse_modes(args.modes)
     media_dir = Path(args.media_dir).expanduser() if args.media_dir else default_media_dir()
     media = media_paths(questions, media_dir)
-    console.print(f"{len(questions)} question(s) × {len(modes)} mode(s) from {args.questions}")
+    part = f" ({args.split} split)" if getattr(args, "split", None) else ""
+    console.print(f"{len(questions)} question(s){part} × {len(modes)} mode(s) from {args.questions}")
     with console.status("loading MiniLM for answer similarity…"):
         similarity = minilm_similarity(console)
     if args.url:

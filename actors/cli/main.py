@@ -286,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--modes", default="manta,baseline", help="retrieval modes to compare, comma-separated")
     sp.add_argument("--type", dest="types", action="append",
                     help="only questions of this type (repeatable): said, shown, when, last_n, "
-                         "cross_stream, absent")
+                         "cross_stream, absent, overview, who, language, at_time, paraphrase")
+    sp.add_argument("--split", choices=("dev", "test"),
+                    help="only the questions of this split (see eval/README.md; tune on dev only)")
     sp.add_argument("--json", help="write every result and the summary here")
     sp.add_argument("--markdown", help="write the summary tables here")
     sp.add_argument("--timeout", type=float, default=900.0,

@@ -6,11 +6,14 @@ similarity) takes its similarity function as an argument for the same reason.
 
 Time is scored strictly: the cited span must lie *inside* the gold span widened by the tolerance.
 A citation that merely overlaps ("somewhere in these 30 s") is not a precise time, so it is only
-reported as the looser "overlaps" rate.
+reported as the looser "overlaps" rate. The exception is the kinds that ask about a window or a whole
+stream rather than one moment (overview, who, language, at_time): their time counts when the citation
+overlaps the gold span, as "what is on screen at 0:20" is answered by any evidence touching 0:20.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -19,12 +22,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePath
 
-TYPES = ("said", "shown", "when", "last_n", "cross_stream", "absent")
+TYPES = ("said", "shown", "when", "last_n", "cross_stream", "absent",
+         "overview", "who", "language", "at_time", "paraphrase")
 MODES = ("manta", "baseline")
 TIMINGS = ("retrieval_ms", "rerank_ms", "selection_ms", "generation_ms", "total_ms", "client_ms")
 SIMILAR = 0.75  # MiniLM cosine above which a paraphrase counts as the gold answer
-NEEDS_ANSWERS = ("said", "shown", "last_n", "cross_stream")  # when/absent are scored on time/found
-KEYS = {"id", "type", "question", "media", "answers", "span", "stream", "tolerance", "note"}
+NEEDS_ANSWERS = ("said", "shown", "last_n", "cross_stream",  # when/absent are scored on time/found
+                 "overview", "who", "language", "at_time", "paraphrase")
+NEEDS_SPAN = ("when", "at_time")  # the time is the question: no gold span, nothing to score
+OVERLAP_TIME = ("overview", "who", "language", "at_time")  # a window, not a moment: overlapping is right
+SPLITS = ("dev", "test")
+KEYS = {"id", "type", "question", "media", "answers", "span", "stream", "tolerance", "note", "fact", "split"}
 
 Similarity = Callable[[str, str], float]
 
@@ -56,6 +64,8 @@ class EvalQuestion:
     tolerance: float = 1.0
     note: str | None = None
     line: int = 0
+    fact: str | None = None  # the ground-truth fact it rests on: its phrasings share one split
+    split: str | None = None  # "dev" (may be tuned on) or "test" (reported, never tuned on)
 
     @property
     def streams(self) -> tuple[str, ...]:
@@ -119,8 +129,8 @@ def question_from_json(obj, line: int = 0) -> EvalQuestion:
         if qtype in NEEDS_ANSWERS and not answers:
             raise ValueError(f"a {qtype} question needs at least one accepted answer")
         span = _span(obj.get("span"))
-        if qtype == "when" and span is None:
-            raise ValueError("a when question needs its gold span [t0, t1]")
+        if qtype in NEEDS_SPAN and span is None:
+            raise ValueError(f"a {qtype} question needs its gold span [t0, t1]")
         if qtype == "absent" and span is not None:
             raise ValueError("an absent question has no span (nothing to find)")
         if qtype == "cross_stream" and len(media) < 2:
@@ -138,9 +148,16 @@ def question_from_json(obj, line: int = 0) -> EvalQuestion:
         note = obj.get("note")
         if note is not None and not isinstance(note, str):
             raise ValueError("note must be a string")
+        fact = obj.get("fact")
+        if fact is not None and (not isinstance(fact, str) or not fact.strip()):
+            raise ValueError("fact must be a non-empty string")
+        split = obj.get("split")
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
     except ValueError as exc:
         raise QuestionError(f"line {line}: {exc}") from None
-    return EvalQuestion(qid.strip(), qtype, text.strip(), media, answers, span, stream, tolerance, note, line)
+    return EvalQuestion(qid.strip(), qtype, text.strip(), media, answers, span, stream, tolerance, note, line,
+                        fact.strip() if fact else None, split)
 
 
 def questions_from_jsonl(text: str, source: str = "questions") -> list[EvalQuestion]:
@@ -168,7 +185,63 @@ def questions_from_jsonl(text: str, source: str = "questions") -> list[EvalQuest
         out.append(q)
     if not out:
         raise QuestionError(f"{source}: no questions")
+    splits: dict[str, tuple[str, int]] = {}
+    for x in out:
+        if x.fact and x.split:
+            first = splits.setdefault(x.fact, (x.split, x.line))
+            if first[0] != x.split:
+                raise QuestionError(f"{source} line {x.line}: fact {x.fact!r} is in {first[0]} on line {first[1]} "
+                                    f"and in {x.split} here (one fact, one split)")
     return out
+
+
+def select_split(questions: list[EvalQuestion], split: str | None) -> list[EvalQuestion]:
+    """The questions of one split ("dev" or "test"); None keeps them all."""
+    if split is None:
+        return list(questions)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    return [q for q in questions if q.split == split]
+
+
+def assign_splits(rows: list[dict]) -> dict[str, str]:
+    """A split for every question row (JSON objects with id, type and fact), decided once per fact.
+
+    Rows that have a split keep it, and their fact's other rows follow it. Each remaining fact, the
+    largest first and equal sizes in the order of the SHA-256 of the fact's name, goes to the part
+    where it leaves the per-type counts of dev and test least unequal; a tie goes to dev when that
+    hash is even. A row without a fact is its own fact (named by its id). Deterministic: the same
+    rows always get the same split, whatever their order in the file.
+    """
+    facts: dict[str, list[dict]] = {}
+    for row in rows:
+        facts.setdefault(row.get("fact") or row["id"], []).append(row)
+    chosen: dict[str, str] = {}
+    counts = {part: dict.fromkeys(TYPES, 0) for part in SPLITS}
+    for fact, members in facts.items():
+        given = {r["split"] for r in members if r.get("split")}
+        if len(given) > 1:
+            raise ValueError(f"fact {fact!r} is in both splits already")
+        if given:
+            chosen[fact] = given.pop()
+            for r in members:
+                counts[chosen[fact]][r["type"]] += 1
+    for fact in sorted((f for f in facts if f not in chosen),
+                       key=lambda f: (-len(facts[f]), hashlib.sha256(f.encode()).hexdigest())):
+        need = dict.fromkeys(TYPES, 0)
+        for r in facts[fact]:
+            need[r["type"]] += 1
+
+        def imbalance(part: str) -> int:
+            return sum(abs(counts["dev"][t] + (n if part == "dev" else 0) - counts["test"][t]
+                           - (n if part == "test" else 0)) for t, n in need.items() if n)
+
+        dev, test = imbalance("dev"), imbalance("test")
+        even = int(hashlib.sha256(fact.encode()).hexdigest(), 16) % 2 == 0
+        chosen[fact] = "dev" if dev < test or (dev == test and even) else "test"
+        for t, n in need.items():
+            counts[chosen[fact]][t] += n
+    return {r["id"]: chosen[r.get("fact") or r["id"]] for r in rows}
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -293,7 +366,8 @@ def score(q: EvalQuestion, mode: str, response: dict, similarity: Similarity | N
     r.stream_correct = found and citation is not None and citation.get("stream") == q.stream_id
     if q.span is not None:
         contained, overlaps = time_scores(citation, q.stream_id, q.span, q.tolerance)
-        r.time_correct, r.time_overlaps = found and contained, found and overlaps
+        r.time_correct = found and (overlaps if q.type in OVERLAP_TIME else contained)
+        r.time_overlaps = found and overlaps
     if q.answers:
         r.answer_match = found and answer_match(answer, q.answers)
         if similarity is not None:
