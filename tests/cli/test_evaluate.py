@@ -16,15 +16,17 @@ from rich.console import Console
 
 from actors.cli import evaluation
 from actors.cli.main import CliError, main
-from streaming.tools.evaluate import (TYPES, EvalReport, QuestionError, answer_match, error_result,
-                                normalise, question_from_json, questions_from_jsonl, percentile, score,
-                                stream_slug, time_scores)
+from streaming.tools.evaluate import (OVERLAP_TIME, EvalReport, QuestionError, answer_match,
+                                assign_splits, error_result, normalise, question_from_json,
+                                questions_from_jsonl, percentile, score, select_split, stream_slug,
+                                time_scores)
 
 from tests.support.helpers import MEDIA
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTIONS = REPO / "eval" / "questions.jsonl"
 JFK = "jfk_inaugural_1961.flac"
+FIRST_TYPES = ("said", "shown", "when", "last_n", "cross_stream", "absent")  # eval/questions.jsonl's
 
 
 def q(**kw):
@@ -146,6 +148,121 @@ def test_cross_stream_needs_the_right_stream():
     assert (wrong.answer_correct, wrong.stream_correct, wrong.time_correct) == (False, False, False)
 
 
+# -- the kinds added for issue 19: overview, who, language, at_time, paraphrase -----------------------
+def test_at_time_scores_the_answer_and_an_overlapping_citation():
+    at = q(id="a", type="at_time", question="What is said at 0:20?", answers=["spectre is haunting europe"],
+           span=[19.0, 23.0])
+    r = score(at, "manta", resp("Said: “a spectre is haunting Europe”", start=19.5, end=22.0))
+    assert (r.answer_correct, r.time_correct, r.stream_correct) == (True, True, True)
+    # evidence from a window that touches the asked time is right for "what is said at 0:20"
+    r = score(at, "manta", resp("a spectre is haunting Europe", start=10.0, end=40.0))
+    assert (r.answer_correct, r.time_correct, r.time_overlaps) == (True, True, True)
+    r = score(at, "manta", resp("workers of the world unite", start=9.5, end=12.8))  # wrong words, wrong time
+    assert (r.answer_correct, r.time_correct, r.time_overlaps) == (False, False, False)
+    r = score(at, "manta", resp("a spectre is haunting Europe", start=60.0, end=62.0))  # right words, wrong time
+    assert (r.answer_correct, r.time_correct) == (True, False)
+    r = score(at, "manta", resp("a spectre is haunting Europe", stream="other", start=19.5, end=22.0))
+    assert (r.time_correct, r.stream_correct) == (False, False)
+    r = score(at, "manta", resp("Not found in the stream.", found=False, stream=None))
+    assert (r.answer_correct, r.time_correct) == (False, False)
+    with pytest.raises(QuestionError, match="at_time question needs its gold span"):
+        questions_from_jsonl(line(type="at_time"))
+
+
+@pytest.mark.parametrize("qtype", ["overview", "who", "language"])
+def test_window_kinds_score_keywords_and_overlap(qtype):
+    question = q(id="o", type=qtype, answers=["country", "Kennedy", "English"], span=[0, 11.0])
+    assert qtype in OVERLAP_TIME
+    r = score(question, "manta", resp("A speaker tells his fellow Americans to serve their country.", start=0,
+                                      end=30.0))
+    assert (r.answer_correct, r.time_correct) == (True, True)  # a summary may cite more than the span
+    r = score(question, "manta", resp("A weather report from Paris.", start=1.0, end=2.0))
+    assert (r.answer_correct, r.time_correct) == (False, True)
+    assert score(question, "manta", resp("country", start=20.0, end=30.0)).time_correct is False
+    assert score(question, "manta", resp("country", found=False)).answer_correct is False
+    no_span = q(id="n", type=qtype, answers=["English"])
+    r = score(no_span, "manta", resp("It is in English.", start=50, end=60))
+    assert (r.answer_correct, r.time_correct, r.stream_correct) == (True, None, True)
+    with pytest.raises(QuestionError, match=f"a {qtype} question needs at least one accepted answer"):
+        questions_from_jsonl(line(type=qtype, answers=[]))
+
+
+def test_who_counts_and_language_are_keyword_matches():
+    count = q(id="c", type="who", answers=["one speaker", "a single", "one"])
+    assert score(count, "manta", resp("There is 1 speaker.")).answer_correct  # digits read as words
+    assert score(count, "manta", resp("A single voice.")).answer_correct
+    assert not score(count, "manta", resp("Two people talk.")).answer_correct
+    lang = q(id="l", type="language", answers=["English"])
+    assert score(lang, "manta", resp("english, throughout")).answer_correct
+    assert not score(lang, "manta", resp("It is in German.")).answer_correct
+
+
+def test_paraphrase_is_scored_like_said():
+    para = q(id="p", type="paraphrase", question="What ghost roams the continent?", answers=["spectre", "specter"],
+             span=[19.0, 25.6])
+    assert para.type not in OVERLAP_TIME
+    r = score(para, "manta", resp("The specter of communism.", start=19.0, end=23.0))
+    assert (r.answer_correct, r.time_correct) == (True, True)
+    r = score(para, "manta", resp("The specter of communism.", start=0.0, end=60.0))  # overlapping is not a time
+    assert (r.answer_correct, r.time_correct, r.time_overlaps) == (True, False, True)
+    assert score(para, "manta", resp("A holy alliance.", start=19.0, end=23.0)).answer_correct is False
+
+
+def test_original_kinds_keep_the_strict_time():
+    for qtype in ("said", "shown", "last_n"):
+        r = score(q(type=qtype, span=[1.0, 2.0]), "manta", resp("ask what you can do", start=0.0, end=30.0))
+        assert (r.time_correct, r.time_overlaps) == (False, True)
+
+
+# -- splits ---------------------------------------------------------------------------------------
+def test_split_and_fact_fields():
+    (x,) = questions_from_jsonl(line(fact="jfk-ask", split="dev"))
+    assert (x.fact, x.split) == ("jfk-ask", "dev")
+    (plain,) = questions_from_jsonl(line())
+    assert (plain.fact, plain.split) == (None, None)
+    with pytest.raises(QuestionError, match="split must be one of dev, test"):
+        questions_from_jsonl(line(split="train"))
+    with pytest.raises(QuestionError, match="fact must be a non-empty string"):
+        questions_from_jsonl(line(fact=" "))
+    both = line(fact="f", split="dev") + "\n" + line(id="y", fact="f", split="test")
+    with pytest.raises(QuestionError, match="line 2: fact 'f' is in dev on line 1"):
+        questions_from_jsonl(both, source="qs.jsonl")
+
+
+def test_select_split():
+    qs = questions_from_jsonl("\n".join([line(id="a", split="dev"), line(id="b", split="test"), line(id="c")]))
+    assert [x.id for x in select_split(qs, "dev")] == ["a"]
+    assert [x.id for x in select_split(qs, "test")] == ["b"]
+    assert [x.id for x in select_split(qs, None)] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="split must be one of"):
+        select_split(qs, "train")
+
+
+def test_assign_splits_groups_facts_balances_types_and_is_deterministic():
+    rows = [{"id": f"{t}-{f}-{i}", "type": t, "fact": f"{t}-{f}"}
+            for t in ("said", "when", "overview") for f in range(6) for i in range(1 + f % 2)]
+    rows += [{"id": "lonely", "type": "absent"}, {"id": "mixed-1", "type": "said", "fact": "m"},
+             {"id": "mixed-2", "type": "when", "fact": "m"}]
+    splits = assign_splits(rows)
+    assert set(splits) == {r["id"] for r in rows} and set(splits.values()) == {"dev", "test"}
+    by_fact: dict[str, set] = {}
+    for r in rows:
+        by_fact.setdefault(r.get("fact") or r["id"], set()).add(splits[r["id"]])
+    assert all(len(parts) == 1 for parts in by_fact.values())  # one fact, one part
+    for t in ("said", "when", "overview"):
+        n = Counter(splits[r["id"]] for r in rows if r["type"] == t)
+        assert abs(n["dev"] - n["test"]) <= 2, (t, n)
+    assert assign_splits(list(reversed(rows))) == splits  # the file's order does not matter
+    # a split once made stays, and a new phrasing of a split fact joins its part
+    fixed = [r | {"split": "test" if splits[r["id"]] == "dev" else "dev"} for r in rows]
+    again = assign_splits(fixed + [{"id": "new", "type": "said", "fact": "said-0"}])
+    assert all(again[r["id"]] == r["split"] for r in fixed)
+    assert again["new"] == fixed[0]["split"]
+    with pytest.raises(ValueError, match="both splits"):
+        assign_splits([{"id": "a", "type": "said", "fact": "f", "split": "dev"},
+                       {"id": "b", "type": "said", "fact": "f", "split": "test"}])
+
+
 @pytest.mark.parametrize("bad", [[], {"answer": 1, "found": True, "citations": []},
                                  {"answer": "x", "found": "yes", "citations": []},
                                  {"answer": "x", "found": True}, resp(citations=["jfk 0:01"]), resp(timings=[1])])
@@ -252,7 +369,7 @@ def test_stream_slug_matches_the_service():
 def test_the_project_question_set():
     questions = questions_from_jsonl(QUESTIONS.read_text(), source=QUESTIONS.name)
     counts = Counter(x.type for x in questions)
-    assert all(counts[t] >= 4 for t in TYPES), counts
+    assert all(counts[t] >= 4 for t in FIRST_TYPES), counts
     assert all(x.note for x in questions), "every question cites the README fact it rests on"
     if not MEDIA.is_dir():
         pytest.skip(f"real test media not available: {MEDIA} (the question file itself validated)")
@@ -343,6 +460,22 @@ def test_cli_checks_media_types_and_modes_before_starting_anything(tmp_path, cap
     assert code == 1 and "no questions of type when" in err
     code, err = run_main(capsys, monkeypatch, str(good), "--modes", "manta,rag")
     assert code == 1 and "unknown retrieval mode rag" in err
+    code, err = run_main(capsys, monkeypatch, str(good), "--split", "dev")  # a file with no split field
+    assert code == 1 and "no questions in the dev split" in err and len(err.splitlines()) == 1
+
+
+def test_load_questions_filters_by_split_and_type(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join([line(id="a", split="dev"), line(id="b", split="test"),
+                               line(id="c", type="when", answers=[], span=[1, 2], split="dev")]) + "\n")
+    assert [x.id for x in evaluation.load_questions(path, split="dev")] == ["a", "c"]
+    assert [x.id for x in evaluation.load_questions(path, split="test")] == ["b"]
+    assert [x.id for x in evaluation.load_questions(path, ["when"], "dev")] == ["c"]
+    assert [x.id for x in evaluation.load_questions(path)] == ["a", "b", "c"]
+    with pytest.raises(CliError, match="no questions of type when"):
+        evaluation.load_questions(path, ["when"], "test")
+    with pytest.raises(CliError, match="unknown split train"):
+        evaluation.load_questions(path, split="train")
 
 
 class FakeManta(BaseHTTPRequestHandler):
