@@ -95,12 +95,17 @@ class Arrivals:
         assert self.connected.wait(30), "the SSE feed did not connect"
 
     def _read(self, url: str) -> None:
-        with http_client(url, timeout=None) as http, http.stream("GET", "/v1/alerts/stream") as r:
-            self.connected.set()
-            for line in r.iter_lines():
-                if line.startswith("data: "):
-                    alert = json.loads(line[6:])
-                    self.sse[alert["id"]] = (alert, time.time())
+        import httpx
+
+        try:
+            with http_client(url, timeout=None) as http, http.stream("GET", "/v1/alerts/stream") as r:
+                self.connected.set()
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        alert = json.loads(line[6:])
+                        self.sse[alert["id"]] = (alert, time.time())
+        except httpx.HTTPError:
+            pass  # the service shut down at the end of the run
 
     def close(self) -> None:
         self.server.shutdown()
@@ -140,6 +145,7 @@ def score_run(run: dict, clip, arrivals: Arrivals, watches: dict) -> dict:
     sections = {i: (cue.start, cues[i + 1].start if i + 1 < len(cues) else clip.duration)
                 for i, cue in enumerate(cues)}
     lat_sse, lat_hook, fresh, tp, fp, found = [], [], [], 0, [], set()
+    content, delivery = [], []  # per alert: sent -> searchable (fired at commit); searchable -> SSE
     for alert, arrived in arrivals.sse.values():
         if alert["stream"] not in run["names"]:
             continue
@@ -155,6 +161,8 @@ def score_run(run: dict, clip, arrivals: Arrivals, watches: dict) -> dict:
         ref_t = cues[line].end if planted[0] == "said" else cues[line].start  # phrase complete / headline up
         sent = log.sent_wall(ref_t)
         lat_sse.append(arrived - sent)
+        content.append(alert["fired_wall"] - sent)
+        delivery.append(arrived - alert["fired_wall"])
         if alert["id"] in arrivals.hook:
             lat_hook.append(arrivals.hook[alert["id"]] - sent)
     for name, segs in run["segments"].items():
@@ -169,6 +177,7 @@ def score_run(run: dict, clip, arrivals: Arrivals, watches: dict) -> dict:
               for name in run["names"] for wid, (text, _, planted_) in watches.items()
               if planted_ is not None and (name, wid) not in found]
     return {"n": run["n"], "sse": lat_sse, "hook": lat_hook, "fresh": fresh, "tp": tp, "fp": fp, "missed": missed,
+            "content": content, "delivery": delivery,
             "recall": len(found) / planted, "planted": planted,
             "precision": tp / (tp + len(fp)) if tp + len(fp) else 1.0}
 
@@ -231,15 +240,17 @@ def run(streams: list[int], cost: bool) -> dict:
 
 
 def report(res: dict) -> list[str]:
+    def spread(xs):
+        xs = xs or [float("nan")]
+        return f"{pct(xs, 50):.2f} / {pct(xs, 95):.2f} / {max(xs):.2f}"
+
     rows = []
     for r in res["runs"]:
         f95 = pct(r["fresh"], 95) if r["fresh"] else float("nan")
-        s = r["sse"] or [float("nan")]
-        h = r["hook"] or [float("nan")]
-        rows.append([r["n"], f"{pct(s, 50):.2f} / {pct(s, 95):.2f} / {max(s):.2f}",
-                     f"{pct(h, 50):.2f} / {pct(h, 95):.2f} / {max(h):.2f}", f"{f95:.2f}",
-                     "met" if pct(s, 95) <= f95 + 1 else "MISSED",
-                     f"{r['recall']:.0%} of {r['planted']}", f"{r['precision']:.0%}", len(r["fp"])])
+        c95 = pct(r["content"], 95) if r["content"] else float("nan")
+        rows.append([r["n"], spread(r["sse"]), spread(r["hook"]), f"{c95:.2f}", spread(r["delivery"]),
+                     "met" if r["sse"] and pct(r["sse"], 95) <= c95 + 1 else "MISSED",
+                     f"{r['recall']:.0%} of {r['planted']}", f"{r['precision']:.0%}", len(r["fp"]), f"{f95:.2f}"])
     lines = [
         f"Planted clip: {res['clip'].duration:.0f} s, {len(SCRIPT)} sentences read by eSpeak NG with a headline "
         f"on screen each; {len(WATCHES)} watches, of which "
@@ -247,9 +258,17 @@ def report(res: dict) -> list[str]:
         "that must stay quiet (a topic decoy, an absent event, and a said-only phrase watched as shown). "
         "Default settings (Whisper base, frames and OCR on), senders at real-time pace over UDP on loopback.",
         "",
+        "Latency runs from the moment the sender sent the planted content (a phrase's last word; a headline's "
+        "first frame) to the alert's arrival. It has two parts: the content becoming searchable (the watch is "
+        "checked inside that commit, so the alert's `fired_wall` is that moment: this is the content's "
+        "freshness, issue 18's subject) and the delivery after it (alert desk, SSE, webhook). The goal compares "
+        "alert p95 with the freshness p95 of the same planted content; the last column gives the freshness of "
+        "every micro segment's end for comparison (a phrase that ends mid-segment waits for its segment).",
+        "",
         *table(["live streams", "alert latency SSE p50 / p95 / max (s)", "webhook p50 / p95 / max (s)",
-                "segment freshness p95 (s)", "goal p95 ≤ freshness + 1", "planted found", "precision",
-                "decoy alerts"], rows),
+                "planted content freshness p95 (s)", "delivery after searchable, SSE p50 / p95 / max (s)",
+                "goal p95 ≤ freshness + 1", "planted found", "precision", "decoy alerts",
+                "all segments' freshness p95 (s)"], rows),
     ]
     for r in res["runs"]:
         for fp in r["fp"]:

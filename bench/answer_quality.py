@@ -17,7 +17,7 @@ from rich.console import Console
 
 from actors.cli.evaluation import (default_media_dir, embedded_service, evaluate, load_questions,
                                media_paths, minilm_similarity, write_outputs)
-from streaming.tools.evaluate import MODES, SIMILAR
+from streaming.tools.evaluate import MODES, SIMILAR, SPLITS, EvalReport
 from streaming.settings import Settings
 
 from .common import REPO, emit, free_port, parse_args, section
@@ -25,6 +25,24 @@ from .common import REPO, emit, free_port, parse_args, section
 KEY = "answer_quality"
 TITLE = "Answer quality: Manta vs the single-level baseline"
 QUESTIONS = REPO / "eval" / "questions.jsonl"
+
+
+def not_found_decision(results) -> list[str]:
+    """The not-found gate as a classifier of absent questions, per mode: precision of its "not found"
+    (how many were truly absent) and recall on answerable questions (how many got an answer)."""
+    rows = ["| mode | said \"not found\" | of which absent (precision) | answerable | answered (recall) |",
+            "|---|---|---|---|---|"]
+    for mode in MODES:
+        mine = [r for r in results if r.mode == mode and r.error is None]
+        if not mine:
+            continue
+        refused = [r for r in mine if r.found is False]
+        answerable = [r for r in mine if r.type != "absent"]
+        answered = [r for r in answerable if r.found]
+        prec = sum(r.type == "absent" for r in refused) / len(refused) if refused else float("nan")
+        rec = len(answered) / len(answerable) if answerable else float("nan")
+        rows.append(f"| {mode} | {len(refused)} | {prec:.0%} | {len(answerable)} | {len(answered)} ({rec:.0%}) |")
+    return rows
 
 
 def main() -> None:
@@ -67,8 +85,18 @@ def main() -> None:
             "the HTTP round trip).", ""]
     if errors:
         body += [f"Errors ({len(errors)}): " + "; ".join(f"{r.id}/{r.mode}: {r.error}" for r in errors[:10]), ""]
-    body += report.to_markdown().splitlines()
-    emit(KEY, section(TITLE, body), args.write)
+    split_of = {q.id: q.split for q in questions}
+    splits = [s for s in SPLITS if s in split_of.values()]
+    if not splits:
+        body += report.to_markdown().splitlines()
+        body += ["", "Not-found decision:", "", *not_found_decision(report.results)]
+    for split in splits:  # tuned on dev only; test is reported every time, never tuned on
+        part = [r for r in report.results if split_of[r.id] == split]
+        body += [f"## Split `{split}` ({sum(1 for v in split_of.values() if v == split)} questions)", "",
+                 *EvalReport(part, report.threshold).to_markdown().replace("### ", "#### ").splitlines(), "",
+                 "Not-found decision:", "", *not_found_decision(part), ""]
+    key = KEY if Path(args.questions).resolve() == QUESTIONS.resolve() else f"{KEY}_{Path(args.questions).stem}"
+    emit(key, section(TITLE + (f" ({Path(args.questions).name})" if key != KEY else ""), body), args.write)
 
 
 if __name__ == "__main__":
