@@ -53,7 +53,7 @@ STATE_METRIC = "manta_stream_state"
 # Every state a stream actor reports. One series per state (1 for the current one, 0 for the rest,
 # as kube-state-metrics does for phases) rather than a numeric code: an alert or a count by state is
 # then a plain selector, `manta_stream_state{state="failed"} == 1`, with no code table to remember.
-STATES = ("starting", "connecting", "ingesting", "reconnecting", "restoring", "finished", "stopped",
+STATES = ("starting", "connecting", "waiting", "ingesting", "reconnecting", "restoring", "finished", "stopped",
           "failed")
 
 

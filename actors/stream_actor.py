@@ -224,6 +224,8 @@ class StreamActor:
         state = self.status()["state"]
         if state == "restoring":
             return (f"stream {self.id} is still restoring its saved index: ask again in a few seconds",)
+        if state == "waiting":
+            return (f"stream {self.id} is waiting for its sender: nothing has been received yet",)
         if state in ("starting", "connecting", "ingesting", "pending"):
             waiting = self._remote.waiting_for if self._remote is not None else None
             return (f"stream {self.id} is not searchable yet (waiting for {waiting or 'its models'})",)

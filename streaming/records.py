@@ -210,7 +210,7 @@ class StreamStatus:
     name: str
     source: str
     live: bool
-    state: str = "starting"  # starting, connecting, ingesting, reconnecting, finished, stopped, failed
+    state: str = "starting"  # starting, connecting, waiting, ingesting, reconnecting, finished, stopped, failed
     media_seconds: float = 0.0  # media time decoded so far
     committed_seconds: float = 0.0  # media time final and searchable
     lag_s: float = 0.0  # decoded but not yet searchable

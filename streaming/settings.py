@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     read_timeout_s: float = Field(5.0, gt=0.0, description="a live source silent this long reconnects")
     reconnect_initial_s: float = Field(0.5, gt=0.0, description="first reconnect delay (doubles)")
     reconnect_max_s: float = Field(30.0, gt=0.0, description="longest reconnect delay")
+    listen_wait_s: float | None = Field(
+        None, ge=0.0, description="a listener (udp://, rtp://, srt:// mode=listener) added before its sender "
+                                  "starts waits this long for it, in state waiting (None: as long as the stream "
+                                  "runs; 0: it fails after one open timeout with nothing received)")
+    connect_retry_s: float = Field(
+        30.0, ge=0.0, description="a pull source (rtsp, rtmp, http, HLS, srt caller, tcp) that cannot connect at "
+                                  "first tries again with backoff this long, the reason in last_error, then fails "
+                                  "(0: the first failure fails); a refused or malformed source fails at once")
     retention_hours: float | None = Field(
         None, gt=0, description="keep this many hours of each stream (media time before its newest)")
     retention_mb: float | None = Field(None, gt=0, description="disk budget per stream (its SQLite file)")

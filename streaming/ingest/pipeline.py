@@ -24,6 +24,7 @@ from streaming.records import AudioChunk, MicroSegment, StreamStatus, SubtitleCu
 from streaming.ingest.segmenter import MicroSegmenter
 from streaming.settings import Settings
 from streaming.source.media import CHUNK_SECONDS, MediaSource, SourceError, SourceSpec
+from streaming.source.patience import live_state
 from streaming.source.policy import SourcePolicy
 from streaming.source.redact import redact_text
 from streaming.memory.store import Checkpoint, StreamStore
@@ -72,7 +73,8 @@ class StreamPipeline:
             pace=settings.pace, frame_fps=frame_fps, reconnect_initial=settings.reconnect_initial_s,
             reconnect_max=settings.reconnect_max_s, stop=self._stop, on_gap=self.status.gaps.append,
             start_at=resume_t, subtitles=settings.subtitles, scene_threshold=settings.scene_threshold,
-            resumed=cp is not None, check=SourcePolicy.from_settings(settings))
+            resumed=cp is not None, check=SourcePolicy.from_settings(settings),
+            listen_wait=settings.listen_wait_s, connect_retry=settings.connect_retry_s)
         self.segmenter = MicroSegmenter(stream_id, target_s=settings.micro_target_s, fill_quiet=True,
                                         start=resume_t, seq=cp.next_seq if cp else 0)
         self.window = SignalWindow()
@@ -146,9 +148,8 @@ class StreamPipeline:
             st.backlog_s = self._backlog()
             st.lag_s = max(st.lag_s, self._trailing(st.committed_seconds) or 0.0)
         snap = self.status.to_dict()
-        if snap["state"] == "ingesting" and self.spec.live and not self.source.progress.connected:
-            snap["state"] = "reconnecting"
-            snap["last_error"] = self.source.progress.last_error
+        if self.spec.live:  # waiting for a sender, retrying a server, reconnecting (patience.py)
+            snap["state"], snap["last_error"] = live_state(snap["state"], self.source.progress, snap["last_error"])
         progress = self.source.progress
         snap["reconnects"] = progress.reconnects
         # Source faults survived, so a user can tell a clean feed from one that needed repair.

@@ -9,24 +9,30 @@ time continues across reconnects so it never goes backwards.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import av
 
+from streaming.source import watchdog
 from streaming.source.audio_chunks import AudioChunker
 from streaming.records import Gap, MediaChunk, VideoFrame
+from streaming.source.patience import FirstConnect
 from streaming.source.relay import (RELAYED_SCHEMES, ProtocolMissing, RelayTimeout, open_relay,
                                     pyav_has_protocol)
 from streaming.source.scenes import SceneDetector, thumbnail
+from streaming.source.spec import (LIVE_SCHEMES, RECORDED_SUFFIXES, NothingReceived, SourceError, SourceSpec,
+                                   SourceUnreachable, is_listener, parse_source)
 from streaming.source.subtitles import SubtitleTrack, subtitle_streams
 from streaming.source.timeline import MediaClock, SilenceWatch
-from streaming.source.redact import redact_text, redact_uri
+from streaming.source.redact import redact_text
+
+# What callers import from here (the spec's names are re-exported: parse a source, then open it).
+__all__ = ["CHUNK_SECONDS", "HLS_READ_TIMEOUT_S", "LIVE_SCHEMES", "MAX_FRAME_WIDTH", "RECORDED_SUFFIXES",
+           "MediaSource", "NothingReceived", "SourceError", "SourceProgress", "SourceSpec", "SourceUnreachable",
+           "open_container", "parse_source"]
 
 log = logging.getLogger("manta.sources")
 # PyAV's bridge from FFmpeg's log to Python logging takes a lock per message from every decoder
@@ -34,72 +40,17 @@ log = logging.getLogger("manta.sources")
 # are not needed: errors still raise with their reason.
 av.logging.set_level(None)
 
-LIVE_SCHEMES = ("udp", "rtp", "tcp", "http", "https", "rtmp", "rtmps", "rtsp", "rtsps", "srt")
 # At the live edge of an HLS playlist a read waits for the next segment, up to the target duration
 # (Apple recommends 6 s, some servers use 10) and half that again if it is late. A read timeout
 # shorter than that ends FFmpeg's HLS demuxer as if the playlist had finished.
 HLS_READ_TIMEOUT_S = 20.0
-RECORDED_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".wav", ".flac", ".mp3", ".ogg", ".m4a",
-                     ".aac", ".opus")
 # ffmpeg will happily "decode" plain text as ANSI art (tty demuxer); that is never what a user meant.
 NOT_MEDIA_FORMATS = {"tty", "ffmetadata", "srt", "webvtt", "ass", "subviewer", "microdvd"}
 
+# HTTP answers that trying again does not change (a 404 may: a playlist not published yet).
+REFUSALS = (av.error.HTTPBadRequestError, av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)
 CHUNK_SECONDS = 0.5
 MAX_FRAME_WIDTH = 640
-
-
-class SourceError(ValueError):
-    """A source that cannot be used; the message is meant for the user."""
-
-
-@dataclass(frozen=True, slots=True)
-class SourceSpec:
-    uri: str  # what PyAV opens
-    live: bool
-    scheme: str  # "file" for local paths
-
-    @property
-    def display(self) -> str:
-        """The URI as it may be shown (status, errors, logs): credentials masked (redact.py)."""
-        return redact_uri(self.uri)
-
-
-def parse_source(text: str) -> SourceSpec:
-    """Validate a user-given path or URL and say whether it is live."""
-    if not isinstance(text, str) or not text.strip():
-        raise SourceError("source must be a non-empty path or URL")
-    text = text.strip()
-    if "://" not in text:
-        return _file_spec(text)
-    scheme = text.split("://", 1)[0].lower()
-    if scheme == "file":
-        return _file_spec(unquote(urlparse(text).path))
-    if scheme not in LIVE_SCHEMES:
-        raise SourceError(f"unsupported scheme '{scheme}://'; use a file path, file://, or one of "
-                          + ", ".join(s + "://" for s in LIVE_SCHEMES))
-    parsed = urlparse(text)
-    if not parsed.hostname:
-        raise SourceError(f"'{redact_uri(text)}' has no host")
-    # A plain HTTP file download is recorded media, not a broadcast: do not reconnect at its end.
-    live = not (scheme in ("http", "https") and parsed.path.lower().endswith(RECORDED_SUFFIXES))
-    return SourceSpec(uri=text, live=live, scheme=scheme)
-
-
-def _file_spec(path_text: str) -> SourceSpec:
-    try:
-        path = Path(path_text).expanduser()
-        exists = path.exists()
-    except (RuntimeError, OSError, ValueError):
-        # "~name" of no user (RuntimeError), a name longer than the file system allows (OSError): a
-        # path that cannot exist, answered like any other missing file, not as a server error.
-        raise SourceError(f"no such file: {path_text}") from None
-    if not exists:
-        raise SourceError(f"no such file: {path}")
-    if not path.is_file():
-        raise SourceError(f"not a regular file: {path}")
-    if not os.access(path, os.R_OK):
-        raise SourceError(f"file is not readable: {path}")
-    return SourceSpec(uri=str(path.resolve()), live=False, scheme="file")
 
 
 def _open_options(spec: SourceSpec) -> dict[str, str]:
@@ -129,16 +80,18 @@ def open_container(spec: SourceSpec, open_timeout: float, read_timeout: float,
             container = av.open(spec.uri, options=_open_options(spec) | (options or {}),
                                 timeout=(open_timeout, read_timeout))
     except (av.error.ExitError, RelayTimeout):
-        raise SourceError(f"nothing received from {spec.display} within {open_timeout:g} s") from None
+        raise NothingReceived(f"nothing received from {spec.display} within {open_timeout:g} s") from None
     except (av.error.ProtocolNotFoundError, ProtocolMissing):
         # PyAV's wheels ship an FFmpeg without libsrt, for one: say so rather than "Protocol not found".
         raise SourceError(f"cannot open {spec.display}: this FFmpeg build (PyAV {av.__version__}) has no "
                           f"{spec.scheme}:// protocol, nor has an ffmpeg binary on PATH; install one "
                           f"that has (Debian's: apt-get install ffmpeg)") from None
-    except av.error.FFmpegError as exc:
+    except (av.error.InvalidDataError, *REFUSALS) as exc:  # it answered: not media, or not for us
         raise SourceError(f"cannot open {spec.display}: {_reason(exc)}") from None
+    except av.error.FFmpegError as exc:
+        raise SourceUnreachable(f"cannot open {spec.display}: {_reason(exc)}") from None
     except OSError as exc:
-        raise SourceError(f"cannot open {spec.display}: {exc.strerror or exc}") from None
+        raise SourceUnreachable(f"cannot open {spec.display}: {exc.strerror or exc}") from None
     fmt = container.format.name.split(",")[0] if container.format else ""
     if fmt in NOT_MEDIA_FORMATS or not (container.streams.audio or container.streams.video):
         container.close()
@@ -170,6 +123,7 @@ class SourceProgress:
     discontinuities: int = 0  # timestamp jumps that media time was made to continue across
     timestamp_wraps: int = 0  # MPEG-TS PTS wraps unwrapped (FFmpeg's demuxer only corrects the first)
     stalls: int = 0  # silences shorter than the read timeout, recorded as gaps
+    waiting: bool = False  # a listener that never heard from its sender, waiting for it (patience.py)
 
 
 class MediaSource:
@@ -180,7 +134,8 @@ class MediaSource:
                  reconnect_max: float = 30.0, stop: threading.Event | None = None,
                  on_gap: Callable[[Gap], None] | None = None, start_at: float = 0.0,
                  subtitles: bool = True, scene_threshold: float | None = None, resumed: bool = False,
-                 check: Callable[[SourceSpec], dict[str, str]] | None = None):
+                 check: Callable[[SourceSpec], dict[str, str]] | None = None,
+                 listen_wait: float | None = 0.0, connect_retry: float = 0.0):
         if pace not in ("fast", "realtime"):
             raise ValueError("pace must be 'fast' or 'realtime'")
         self.spec = spec
@@ -192,6 +147,9 @@ class MediaSource:
         self.subtitles = subtitles
         self.scene_threshold = scene_threshold
         self.reconnect_initial, self.reconnect_max = reconnect_initial, reconnect_max
+        # Before the first connection: how long a listener waits for its sender (None: no limit) and
+        # a pull source retries its server (streaming/source/patience.py). 0: the first failure fails.
+        self.listen_wait, self.connect_retry = listen_wait, connect_retry
         self.stop = stop or threading.Event()
         self.on_gap = on_gap
         self.progress = SourceProgress()
@@ -210,6 +168,7 @@ class MediaSource:
         self._waited_s = 0.0  # time spent waiting on the current connection: the source's own clock
         self._decoded_to = 0.0  # media time decoded so far, emitted or not (audio waits for a full chunk)
         self._failure: Exception | None = None  # a read error, raised once what was read is flushed
+        self._playlist_ended = False  # an HLS playlist with #EXT-X-ENDLIST: its clean end is the end
 
     def probe(self) -> None:
         """Open now, so a bad file fails at once rather than later in a background thread."""
@@ -222,20 +181,37 @@ class MediaSource:
     def __iter__(self) -> Iterator[MediaChunk]:
         delay = self.reconnect_initial
         outage_start: float | None = None
+        first = FirstConnect(is_listener(self.spec), self.listen_wait, self.connect_retry,
+                             self.reconnect_initial, self.reconnect_max)
         while not self.stop.is_set():
             attempt = time.time()
+            if not self.progress.ever_connected:
+                first.attempt(time.monotonic())
             try:
                 container = self._container or self._open()
                 self._container = None
+                if outage_start is not None and self._finished_playlist(container):
+                    return  # a live playlist got #EXT-X-ENDLIST meanwhile: it ended, it is not down
             except SourceError as exc:
                 self.progress.last_error = str(exc)
-                if not self.spec.live or not self.progress.ever_connected:
-                    raise  # never reached: a clear failure beats retrying a typo forever
+                if not self.spec.live:
+                    raise
+                if not self.progress.ever_connected:
+                    wait = first.after_failure(exc, time.monotonic())
+                    self.progress.waiting = first.waiting
+                    if wait is None:
+                        # Not for trying again (a typo, a refusal), or tried as long as allowed.
+                        error = first.give_up(exc, time.monotonic())
+                        self.progress.last_error = str(error)
+                        raise error from None
+                    self.stop.wait(wait)
+                    continue
                 outage_start = outage_start or attempt  # (a resumed source: since its first try)
                 self.progress.connected = False
                 self.stop.wait(delay)
                 delay = min(delay * 2, self.reconnect_max)
                 continue
+            self._playlist_ended = _is_playlist(self.spec) and container.duration is not None
             if outage_start is not None:
                 now = time.time()
                 self._offset = self._media_end + (now - outage_start)
@@ -245,6 +221,7 @@ class MediaSource:
             else:
                 self._offset = self._media_end if self.spec.live else 0.0
             self.progress.connected = self.progress.ever_connected = True
+            self.progress.waiting = False
             delay = self.reconnect_initial
             clean_end = True
             try:
@@ -257,12 +234,23 @@ class MediaSource:
                 container.close()
             if not self.spec.live or self.stop.is_set():
                 return
-            if clean_end and _is_playlist(self.spec):
+            if clean_end and self._playlist_ended:
                 return  # an HLS playlist that ended (#EXT-X-ENDLIST) is finished, not down
+            # A live playlist (no #EXT-X-ENDLIST) also ends quietly when FFmpeg cannot reload it
+            # (its server is gone): that is an outage like any other, reopened with backoff.
             # The outage began when the last packet came, not when the read timeout noticed it: the
             # gap spans it all and media time skips by all of it.
             outage_start = self._last_data_wall or time.time()
             self.progress.connected = False
+
+    def _finished_playlist(self, container) -> bool:
+        """A reopened HLS playlist that now has #EXT-X-ENDLIST (FFmpeg then knows its duration): the
+        broadcast ended while the source was away; reading it again would repeat it."""
+        if _is_playlist(self.spec) and container.duration is not None:
+            container.close()
+            self.progress.connected = False
+            return True
+        return False
 
     def _gap(self, gap: Gap) -> None:
         if self.on_gap:
@@ -277,14 +265,23 @@ class MediaSource:
         self._last_data_wall, self._waited_s, self._failure = None, 0.0, None
         silence = SilenceWatch()
         packets = container.demux(*streams)
+        # A live source waits at most the read timeout for a packet of the tracks it follows, other
+        # tracks' packets (a new encoder's, after a handover) notwithstanding: watchdog.py.
+        limit = (max(self.read_timeout, HLS_READ_TIMEOUT_S) if _is_playlist(self.spec) else self.read_timeout) \
+            if self.spec.live and watchdog.install() else None
         while True:
             asked = time.monotonic()
             try:
-                packet = next(packets)
+                with watchdog.bounded(limit) as wait:
+                    packet = next(packets)
             except StopIteration:
                 return
             except (av.error.FFmpegError, OSError) as exc:
                 self._failure = exc
+                if wait.tripped:
+                    self._failure = watchdog.TracksSilent(
+                        f"no packet of the tracks followed for {limit:g} s (the sender stopped, or was replaced "
+                        "by one with other tracks)")
                 return
             got = time.monotonic()
             self._waited_s += got - asked

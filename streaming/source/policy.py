@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
 from streaming.source.media import SourceError, SourceSpec, parse_source
+from streaming.source.spec import is_listener
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str], list[str]]
@@ -62,7 +63,6 @@ SAFE_OPTIONS = {
             "timeout", "connect_timeout", "rw_timeout", "transtype", "payload_size", "tlpktdrop",
             "nakreport", "maxbw", "enforced_encryption", "kmrefreshrate", "kmpreannounce"},
 }
-LISTENER_SCHEMES = ("udp", "rtp")
 GENERIC_FILE_REFUSAL = "source refused: not a readable media file under the configured media_roots"
 
 
@@ -159,9 +159,7 @@ class SourcePolicy:
         parsed = urlparse(spec.uri)
         self._check_options(spec.scheme, parsed.query)
         host = parsed.hostname or ""
-        listener = spec.scheme in LISTENER_SCHEMES or (
-            spec.scheme == "srt" and dict(parse_qsl(parsed.query)).get("mode") == "listener")
-        if listener:
+        if is_listener(spec):
             self._check_listener(spec.scheme, host)
         else:
             self._check_destination(host)

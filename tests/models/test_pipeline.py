@@ -66,7 +66,9 @@ def test_stopping_a_live_stream_keeps_everything_received(models):
 def test_a_dead_live_source_fails_within_the_open_timeout(models):
     from tests.support.helpers import free_port
 
-    settings = Settings(asr_model="tiny.en", open_timeout_s=1.5)
+    # A listener waits for its sender (listen_wait_s None, the default); 0 fails it at the first
+    # silent open, as every live source did before streams could be added ahead of their broadcast.
+    settings = Settings(asr_model="tiny.en", open_timeout_s=1.5, listen_wait_s=0)
     pipe = StreamPipeline("dead", "dead", parse_source(f"udp://127.0.0.1:{free_port(kind=2)}"),
                           settings, models)
     t0 = time.monotonic()
@@ -77,6 +79,30 @@ def test_a_dead_live_source_fails_within_the_open_timeout(models):
     assert snap["state"] == "failed" and "nothing received" in snap["last_error"]
     assert elapsed < 1.5 + 3.0, f"took {elapsed:.1f} s"
     assert StreamView.of(pipe).search(pipe.embedder.encode(["anything"])[0], 3) == []
+
+
+def test_a_udp_stream_added_before_its_broadcast_shows_waiting_then_ingests_it(models):
+    """Issue 18: added 3 s before its sender starts, a UDP stream is not failed but ``waiting`` (in the
+    status the API serves), and the broadcast, once it starts, is transcribed from its first word."""
+    from tests.support.helpers import free_port
+
+    port = free_port(kind=2)
+    pipe = StreamPipeline("early", "early", parse_source(f"udp://127.0.0.1:{port}"),
+                          Settings(asr_model="tiny.en", open_timeout_s=1.0), models)
+    pipe.start()
+    try:
+        time.sleep(3.0)
+        snap = pipe.snapshot()
+        assert snap["state"] == "waiting" and snap["last_error"] is None, snap
+        replay(media("jfk_inaugural_1961.flac"), f"udp://127.0.0.1:{port}", speed=4.0)
+        time.sleep(1.0)
+        assert pipe.snapshot()["state"] == "ingesting"
+    finally:
+        pipe.stop()
+        assert pipe.join(timeout=30)
+    text = normalise(" ".join(s.text for s in StreamView.of(pipe).segments()))
+    assert text.startswith("and so") and "ask what you can do for your country" in text, text  # from its first word
+    assert pipe.snapshot()["gaps"] == [] and pipe.snapshot()["media_seconds"] == pytest.approx(11.0, abs=1.0)
 
 
 def test_stop_while_a_file_is_still_queued_does_not_hang(models):

@@ -5,7 +5,7 @@
 const POLL_MS = 2000;  // the streams table
 const TIMELINE_MS = 3000;  // the chosen stream's timeline, while it ingests
 const FRAME_EVERY_S = 5;  // one frame per this many seconds in the timeline, besides every cut
-const ACTIVE = new Set(["starting", "pending", "connecting", "ingesting", "reconnecting", "restoring"]);
+const ACTIVE = new Set(["starting", "pending", "connecting", "waiting", "ingesting", "reconnecting", "restoring"]);
 
 const $ = (id) => document.getElementById(id);
 const state = {streams: new Map(), selected: null, timelineKeys: new Map(), timelineTimer: null,
