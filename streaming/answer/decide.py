@@ -19,7 +19,9 @@ from streaming.answer.context import evidence_line, select_context
 from streaming.answer.extractive import extractive_answer, quote
 from streaming.answer.rerank import Ranked
 from streaming.question.intent import QueryIntent, parse_question
-from streaming.question.timewords import TimeIntent, parse_time_words
+from streaming.question.language import asks_language
+from streaming.question.overview import asks_overview
+from streaming.question.timewords import START_S, TimeIntent, parse_time_words
 from streaming.records import Candidate, Evidence
 from streaming.search.retrieve import Retrieved
 
@@ -48,6 +50,8 @@ class QuestionPlan:
     query_text: str | None  # what to embed as the question; None when listing
     anchor_text: str | None  # the "after/before …" phrase to embed; None without one
     content: str  # what the reranker and a CLIP text tower match against
+    overview: bool = False  # about the whole window: answered from its summaries, listed in time order
+    language: bool = False  # which language: answered from what Whisper detected in each stream
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -60,6 +64,20 @@ class QuestionPlan:
 
 def plan_question(question: str, modality: str | None = None) -> QuestionPlan:
     time_words = parse_time_words(question)
+    if asks_language(question):  # no transcript holds the word "language"
+        intent = parse_question(question, modality or "said")
+        return QuestionPlan(time_words, intent, True, False, None, None, intent.content, language=True)
+    overview = asks_overview(question)
+    if overview is not None:
+        # "What is this clip about?", "Summarize the first minute", "How does it end?": the window's
+        # summaries, whatever modality the words seem to name ("what can be heard in this clip").
+        if overview.edge == "end" and not time_words.at_end:
+            time_words = replace(time_words, at_end=True)
+        elif overview.edge == "start" and time_words.first_s is None:
+            time_words = replace(time_words, first_s=START_S)
+        intent = parse_question(question, modality or "any")
+        return QuestionPlan(time_words, intent, True, False, None, (time_words.after or time_words.before) or None,
+                            intent.content, overview=True)
     content = time_words.content or question
     intent = parse_question(content, modality)
     # Nothing left to match ("what is said in the last 10 seconds?"): list the window.

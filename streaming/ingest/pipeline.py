@@ -100,6 +100,10 @@ class StreamPipeline:
         return self.models.embedder if self.models else None
 
     @property
+    def language(self) -> str | None:  # what Whisper detected in this stream (or was told)
+        return getattr(self.models.asr, "language", None) if self.models else None
+
+    @property
     def resumable(self) -> bool:
         """False when the stream had already ended before a restart: only its index comes back."""
         cp = self.restored.checkpoint if self.restored else None
@@ -147,7 +151,7 @@ class StreamPipeline:
             st = self.status
             st.backlog_s = self._backlog()
             st.lag_s = max(st.lag_s, self._trailing(st.committed_seconds) or 0.0)
-        snap = self.status.to_dict()
+        snap = self.status.to_dict() | {"language": self.language}
         if self.spec.live:  # waiting for a sender, retrying a server, reconnecting (patience.py)
             snap["state"], snap["last_error"] = live_state(snap["state"], self.source.progress, snap["last_error"])
         progress = self.source.progress

@@ -199,6 +199,10 @@ def parse_time_words(question: str) -> TimeIntent:
            rf"(?:(?P<c>{_CLOCK})|(?P<d>{_DUR})(?=\s+(?:in|into|mark)\b))"
            rf"(?:\s+mark)?(?:\s+(?:in|into){_OF_MEDIA})?",
            lambda m: p.set_once("at", _seconds(m["c"] or m["d"])))
+    # "up to one minute in" is a bound, not the moment "one minute in".
+    p.take(rf"\b(?:before|until|till|up\s+to)\s+(?:the\s+)?(?P<t>{_POINT})\s+(?:in|into)\b"
+           rf"(?:\s+the\s+{_MEDIA}\b)?",
+           lambda m: _seconds(m["t"]) is not None and p.bound(0.0, _seconds(m["t"])))
     # "2 minutes in": only at the end or before "the video" ("5 minutes in the queue" is no time).
     p.take(rf"\b(?P<d>{_DUR})\s+(?:into(?:\s+the\s+{_MEDIA})?"
            rf"|in(?:\s+the\s+{_MEDIA}\b|(?=\s*(?:[?.!,;]|$))))",

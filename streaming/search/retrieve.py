@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streaming.records import Candidate, Evidence, MicroSegment
+from streaming.question.language import language_name
 from streaming.question.timewords import TimeIntent
 from streaming.search.view import StreamView
 
@@ -41,6 +42,8 @@ class RetrievalPlan:
     time: TimeIntent = field(default_factory=TimeIntent)
     anchor: np.ndarray | None = None  # vector of the time words' after/before anchor phrase
     text: str = ""  # the question's content words, for a CLIP text tower
+    overview: bool = False  # with no query: the window's meso/macro summaries rather than every item
+    language: bool = False  # with no query: the language Whisper detected, cited where speech is
 
     def __post_init__(self):
         if self.k < 1:
@@ -163,6 +166,35 @@ def listing(view: StreamView, k: int, start: float | None, end: float | None, ki
     return out[-k:] if start is not None and end is None else out[:k]
 
 
+def overview(view: StreamView, k: int, start: float | None, end: float | None) -> list[Evidence]:
+    """What a question about the whole window gets ("what is this clip about?"): the summaries of
+    the meso parents that overlap it, in time order, or of the macro parents when more than ``k``
+    mesos cover it (then the ``k`` densest). Empty without levels, or when no summary has text
+    (a stream too young for one): the caller lists the window instead."""
+    if view.levels is None:
+        return []
+    for level in ("meso", "macro"):
+        parents = [p for p in view.levels.parents(level, start, end) if p.summary.strip()]
+        if len(parents) <= k or level == "macro":
+            break
+    if len(parents) > k:
+        parents = sorted(sorted(parents, key=lambda p: -p.density)[:k], key=lambda p: p.t0)
+    return [Evidence(view.id, p.t0 if start is None else max(p.t0, start),
+                     p.t1 if end is None else min(p.t1, end), p.summary, 1.0, "said", p.level)
+            for p in parents]
+
+
+def language(view: StreamView, start: float | None, end: float | None) -> list[Evidence]:
+    """The stream's spoken language, cited from its first and last speech in the window; empty when
+    no language is known yet (no speech so far): the caller lists the window instead."""
+    name = language_name(view.language)
+    spoken = [s for s in view.segments(start, end) if s.words] if name else []
+    if not spoken:
+        return []
+    return [Evidence(view.id, spoken[0].t0, spoken[-1].t1,
+                     f"{name} (the language Whisper detected in this stream's speech)", 1.0, "said", "language")]
+
+
 def retrieve(view: StreamView, plan: RetrievalPlan) -> Retrieved:
     """Candidates from one stream, unranked but deduplicated."""
     stream_end = view.committed_seconds
@@ -171,7 +203,10 @@ def retrieve(view: StreamView, plan: RetrievalPlan) -> Retrieved:
         return Retrieved((), start, end, stream_end, tuple(notes))
     kinds = set(plan.kinds)
     if plan.query is None:
-        return Retrieved(tuple(Candidate(e) for e in listing(view, plan.k, start, end, kinds)),
+        found = (language(view, start, end) if plan.language
+                 else overview(view, plan.k, start, end) if plan.overview else [])
+        found = found or listing(view, plan.k, start, end, kinds)
+        return Retrieved(tuple(Candidate(e) for e in found),
                          start, end, stream_end, tuple(notes))
     found: dict[int, tuple[MicroSegment, float, str]] = {}
 

@@ -33,13 +33,14 @@ class StreamView:
     levels: StreamLevels | None = None
     visual: VisualStage | None = None
     frame_step_s: float = 1.0
+    language: str | None = None  # Whisper's code for the stream's speech, once detected
 
     @classmethod
     def of(cls, pipeline: StreamPipeline) -> StreamView:
         """What a stream answers from right now (taken afresh: its worker builds the index once
         its models are loaded)."""
         return cls(pipeline.id, pipeline.status, pipeline.index, pipeline.levels, pipeline.visual,
-                   pipeline.frame_step_s)
+                   pipeline.frame_step_s, pipeline.language)
 
     @property
     def committed_seconds(self) -> float:

@@ -98,6 +98,33 @@ def test_question_not_in_the_stream_is_not_found_not_invented(service, streams):
     assert r["found"] is False and r["evidence"] == []
 
 
+def test_questions_about_the_whole_stream_get_its_summaries_and_language(service, streams):
+    # Searched, "what is this recording about" resembles nothing the manifesto says; the hierarchy's
+    # summaries answer it, in time order, each cited with its span, covering the whole stream.
+    r = service.ask("What is this recording about?", streams=["qa-manifesto"])
+    assert r["found"] is True, r
+    summaries = r["evidence"]
+    assert summaries and {e["kind"] for e in summaries} <= {"meso", "macro"}, summaries
+    assert [e["start"] for e in summaries] == sorted(e["start"] for e in summaries)
+    assert summaries[0]["start"] < 10.0 and summaries[-1]["end"] > 80.0, summaries
+    # Extractive summaries: every piece is something the stream said (or showed).
+    segs = service.get("/v1/streams/qa-manifesto/segments", params={"limit": 1000}).json()["segments"]
+    said = normalise(" ".join([x["text"] for x in segs] + [it["text"] for x in segs for it in x["shown"]]))
+    pieces = [normalise(p) for e in summaries for p in e["text"].split("…") if normalise(p)]
+    assert pieces and all(p in said for p in pieces), (pieces, said)
+    assert r["citations"][0]["stream"] == "qa-manifesto"
+    # A window of it: "the first minute" keeps to [0, 60].
+    first = service.ask("Summarize the first minute.", streams=["qa-manifesto"])
+    assert first["evidence"] and all(e["start"] < 60.0 and e["end"] <= 60.0 for e in first["evidence"])
+    # The language is what Whisper detected, cited where the speech is; not a search for "language".
+    lang = service.ask("What language is this in?", streams=["qa-jfk"])
+    assert lang["found"] and "english" in normalise(lang["answer"]), lang["answer"]
+    (c,) = lang["citations"]
+    assert c["stream"] == "qa-jfk" and within(c, 0, 11.1)
+    status = service.get("/v1/streams/qa-jfk").json()
+    assert status["language"] == "en"
+
+
 def test_sse_streams_evidence_then_tokens_then_the_same_answer(service, streams):
     body = {"question": "What was installed?", "streams": ["qa-congrats"]}
     plain = service.ask(**body)

@@ -1,0 +1,79 @@
+"""Questions about a window rather than one thing in it: an overview gets the window's summaries
+(mesos when few enough, else the densest macros); a language question gets what Whisper detected."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from streaming.records import Parent, StreamStatus
+from streaming.search.retrieve import language, overview
+from streaming.search.view import StreamView
+
+
+class Levels:
+    """The one call ``overview`` makes of StreamLevels: parents of a level overlapping a window."""
+
+    def __init__(self, parents: list[Parent]):
+        self.all = parents
+
+    def parents(self, level, start=None, end=None):
+        return [p for p in self.all if p.level == level
+                and (start is None or p.t1 > start) and (end is None or p.t0 < end)]
+
+
+def meso(i: int, text: str, density: float = 0.5) -> Parent:
+    return Parent("meso", i, i * 30.0, i * 30.0 + 30.0, (i,), text, density)
+
+
+def macro(i: int, text: str, density: float) -> Parent:
+    return Parent("macro", i, i * 180.0, i * 180.0 + 180.0, (i,), text, density)
+
+
+def view(parents) -> StreamView:
+    return StreamView("s", StreamStatus("s", "s", "file.mp4", False), levels=Levels(parents) if parents is not None else None)
+
+
+def test_few_mesos_give_their_summaries_in_time_order_clipped_to_the_window():
+    v = view([meso(0, "the opening"), meso(1, "the middle"), meso(2, "the end")])
+    got = overview(v, 5, 10.0, 70.0)
+    assert [e.text for e in got] == ["the opening", "the middle", "the end"]
+    assert [(e.start, e.end) for e in got] == [(10.0, 30.0), (30.0, 60.0), (60.0, 70.0)]
+    assert {e.kind for e in got} == {"meso"} and all(e.stream == "s" for e in got)
+
+
+def test_too_many_mesos_give_the_densest_macros_in_time_order():
+    parents = [meso(i, f"meso {i}") for i in range(30)]
+    parents += [macro(0, "first part", 0.2), macro(1, "second part", 0.9), macro(2, "third part", 0.5)]
+    got = overview(view(parents), 2, None, None)
+    assert [e.text for e in got] == ["second part", "third part"]
+    assert got[0].kind == "macro" and (got[0].start, got[0].end) == (180.0, 360.0)
+
+
+def test_no_levels_or_no_summary_text_gives_nothing_so_the_window_is_listed():
+    assert overview(view(None), 5, None, None) == []
+    assert overview(view([meso(0, "  ")]), 5, None, None) == []
+
+
+# -- "what language is this in?" -------------------------------------------------------------------
+
+class Spoken:
+    """The two things ``language`` reads of a StreamView: the detected code and the segments."""
+
+    def __init__(self, code, spans):
+        self.id, self.language = "s", code
+        self._segs = [SimpleNamespace(t0=a, t1=b, words=(1,) if said else ()) for a, b, said in spans]
+
+    def segments(self, start=None, end=None):
+        return [s for s in self._segs if (start is None or s.t1 > start) and (end is None or s.t0 < end)]
+
+
+def test_the_language_is_named_and_cited_from_the_first_to_the_last_speech_in_the_window():
+    got = language(Spoken("en", [(0, 3, False), (3, 6, True), (6, 9, True), (9, 12, False)]), None, None)
+    assert len(got) == 1 and got[0].text.startswith("English") and got[0].kind == "language"
+    assert (got[0].start, got[0].end) == (3, 9)
+    assert language(Spoken("yue", [(0, 3, True)]), None, None)[0].text.startswith("Cantonese")
+
+
+def test_no_language_before_speech_so_the_window_is_listed():
+    assert language(Spoken(None, [(0, 3, True)]), None, None) == []
+    assert language(Spoken("en", [(0, 3, False)]), None, None) == []
