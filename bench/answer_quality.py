@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from actors.cli.evaluation import (default_media_dir, embedded_service, evaluate, load_questions,
-                               media_paths, minilm_similarity, write_outputs)
+                               media_paths, minilm_similarity, parse_modes, write_outputs)
 from streaming.tools.evaluate import MODES, SIMILAR, SPLITS, EvalReport
 from streaming.settings import Settings
 
@@ -50,12 +50,13 @@ def main() -> None:
         ("--questions", dict(default=str(QUESTIONS), help="question file (JSONL)")),
         ("--url", dict(help="use this running service instead of starting an empty one")),
         ("--timeout", dict(type=float, default=1800.0, help="ingest wait and per-answer limit, s")),
-        ("--json", dict(help="also write every result here"))])
+        ("--json", dict(help="also write every result here")),
+        ("--modes", dict(default=",".join(MODES), help="retrieval modes to ask in, comma separated"))])
     console = Console(stderr=True)  # stdout carries only the Markdown section
     questions = load_questions(args.questions)
     media = media_paths(questions, default_media_dir())
     similarity = minilm_similarity(console)
-    modes = list(MODES)
+    modes = parse_modes(args.modes)
     if args.url:
         url = args.url
         report = evaluate(questions, media, url, modes, args.timeout, console, similarity)

@@ -163,7 +163,11 @@ class QueryEngine:
                   "evidence": [e.to_dict() for e in sel.evidence],
                   "context": [e.to_dict() for e in sel.chosen],
                   "warnings": warnings, "timings": timings, "model": info.get("name"),
-                  "retrieval": ask.retrieval, "modalities": list(ranking.modalities)}
+                  "retrieval": ask.retrieval, "modalities": list(ranking.modalities),
+                  # What the not-found gate decided on (the best candidate's two scores); None for a
+                  # listing, which is not gated: for calibrating the gate (bench/not_found.py).
+                  "gate": ({"dense": round(sel.best.dense, 4), "lexical": round(sel.best.lexical, 4)}
+                           if sel.best is not None and not ranking.listing else None)}
         log.info("answered", extra={"fields": {"event": "query", "found": decision.found,
                                                "streams": len(wanted), "retrieval": ask.retrieval,
                                                **timings}})

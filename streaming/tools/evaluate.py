@@ -322,6 +322,7 @@ class EvalResult:
     timings: dict = field(default_factory=dict)
     model: str | None = None  # the answer model the service named
     error: str | None = None
+    gate: dict | None = None  # the not-found gate's inputs (dense, lexical) when the service gave them
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -358,8 +359,10 @@ def score(q: EvalQuestion, mode: str, response: dict, similarity: Similarity | N
     if client_ms is not None:
         timings["client_ms"] = float(client_ms)
     model = response.get("model")
+    gate = response.get("gate")
     r = EvalResult(q.id, q.type, mode, answer, found, citation, timings=timings,
-                   model=model if isinstance(model, str) else None)
+                   model=model if isinstance(model, str) else None,
+                   gate=gate if isinstance(gate, dict) else None)
     if q.type == "absent":
         r.answer_correct = not found
         return r
