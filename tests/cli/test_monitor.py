@@ -216,23 +216,31 @@ def test_sse_parsing() -> None:
 def test_follow_resumes_after_a_drop_and_ctrl_c_exits_0(service) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MANTA_API_TOKEN"}
     env |= {"PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    # Ctrl+C is SIGINT with its default action: a parent that ignores SIGINT (a job started in the
+    # background) would hand that on, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "actors.cli.main", "alerts", "--follow", "--since", "0",
                              "--port", str(service.state.port)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
-    reader.start()
+    errors: list[str] = []  # read as it comes, so a full pipe can never block the CLI
+    readers = [threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True),
+               threading.Thread(target=lambda: errors.extend(iter(proc.stderr.readline, "")), daemon=True)]
+    for reader in readers:
+        reader.start()
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while sum(line.startswith("#") for line in lines) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert sum(line.startswith("#") for line in lines) == 3, (lines, errors, service.state.resumes)
         proc.send_signal(signal.SIGINT)
-        rc = proc.wait(10)
+        rc = proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    reader.join(5)
-    errs = proc.stderr.read()
+    for reader in readers:
+        reader.join(5)
+    errs = "".join(errors)
     assert [line.split()[0] for line in lines] == ["#1", "#2", "#3"], (lines, errs)  # none lost, none twice
     assert service.state.resumes[:2] == ["0", "2"]  # the second connection resumed after #2
     assert rc == 0 and "Traceback" not in errs and "reconnecting" in errs
