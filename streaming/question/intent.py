@@ -13,10 +13,11 @@ from dataclasses import dataclass
 KINDS = {"said": {"speech"}, "shown": {"ocr", "subtitle"}, "seen": {"label", "caption", "frame"}}
 
 # Words that only say where to look; order matters (longest phrases first).
-_SHOWN_TEXT = r"on[- ]screen text|on[- ]screen|onscreen|text|written|writing|caption(?:s|ed)?|" \
+_SHOWN_TEXT = r"on[- ]screen text|onscreen text|text|written|writing|caption(?:s|ed)?|" \
               r"subtitle(?:s|d)?|title(?: card)?s?|headlines?|banners?|tickers?|lower third|slides?|" \
               r"signs?|read(?:s)?|says? on|printed"
-_PICTURE = r"shown|show(?:s|ing)?|displayed|display(?:s)?|appears?|appeared|visible|seen|see|" \
+# "What is on screen?" asks what is visible, text or not: a picture without a word has labels.
+_PICTURE = r"on[- ]screen|onscreen|shown|show(?:s|ing)?|displayed|display(?:s)?|appears?|appeared|visible|seen|see|" \
            r"picture|image|frame|scene|look(?:s)? like|in view"
 _SPOKEN = r"said|says|say|saying|spoken|speak(?:s|ing)?|mention(?:s|ed)?|talk(?:s|ed|ing)? about|" \
           r"heard|hear|narrat(?:or|ed|es)|voice|quote[sd]?"
