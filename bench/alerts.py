@@ -19,7 +19,6 @@ the streams' mean RTF; plus the matcher's own time per commit measured in-proces
 from __future__ import annotations
 
 import json
-import socket
 import tempfile
 import threading
 import time
@@ -28,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import emit, free_port, http_client, manta_server, parse_args, pct, section, table, wait_state
+from .common import (add_udp_streams, emit, free_port, http_client, manta_server, parse_args, pct, section,
+                     table, wait_state)
 from .ts_sender import start_sender
 
 KEY = "alerts"
@@ -112,12 +112,7 @@ class Arrivals:
 
 
 def live_run(http, url: str, clip, n: int, arrivals: Arrivals, watches: dict) -> dict:
-    ports = [free_port(socket.SOCK_DGRAM) for _ in range(n)]
-    names = [f"live{n}-{i}" for i in range(n)]
-    for name, port in zip(names, ports):
-        http.post("/v1/streams", json={"source": f"udp://127.0.0.1:{port}", "name": name}).raise_for_status()
-    for name in names:
-        wait_state(http, name, ("connecting", "ingesting"), timeout=120)
+    names, ports = add_udp_streams(http, f"live{n}-", n)
     time.sleep(2.0)  # the actors bind their ports once models are ready
     stop = threading.Event()
     senders = [start_sender(clip.path, f"udp://127.0.0.1:{p}?pkt_size=1316", 1, stop) for p in ports]

@@ -187,6 +187,20 @@ def wait_state(http, stream: str, states: tuple[str, ...], timeout: float) -> di
         time.sleep(0.1)
 
 
+def add_udp_streams(http, prefix: str, n: int) -> tuple[list[str], list[int]]:
+    """``n`` live UDP streams named ``{prefix}{i}``, each listening on a free loopback port; returns
+    (names, ports) once every one is up and listening (``waiting`` for its sender, or already in)."""
+    import socket
+
+    ports = [free_port(socket.SOCK_DGRAM) for _ in range(n)]
+    names = [f"{prefix}{i}" for i in range(n)]
+    for name, port in zip(names, ports):
+        http.post("/v1/streams", json={"source": f"udp://127.0.0.1:{port}", "name": name}).raise_for_status()
+    for name in names:
+        wait_state(http, name, ("connecting", "waiting", "ingesting"), timeout=120)
+    return names, ports
+
+
 # -- media ---------------------------------------------------------------------------------------
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16_000) -> Path:
     import wave

@@ -11,14 +11,12 @@ under 0.05 s per s). N grows until a run is not sustained.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import numpy as np
 
-from .common import MEDIA, emit, free_port, http_client, manta_server, parse_args, pct, section, table, \
-    wait_state
+from .common import MEDIA, add_udp_streams, emit, http_client, manta_server, parse_args, pct, section, table
 from .ts_sender import start_sender
 
 KEY = "live-streams"
@@ -31,12 +29,7 @@ def run(model: str, n: int, seconds: float, shared: bool = True) -> dict:
     stop = threading.Event()
     samples: dict[str, list[tuple[float, dict]]] = {}
     with manta_server(asr_model=model, shared_models=shared) as (settings, url), http_client(url) as http:
-        ports = [free_port(socket.SOCK_DGRAM) for _ in range(n)]
-        names = [f"live{i}" for i in range(n)]
-        for name, port in zip(names, ports):
-            http.post("/v1/streams", json={"source": f"udp://127.0.0.1:{port}", "name": name}).raise_for_status()
-        for name in names:
-            wait_state(http, name, ("connecting", "ingesting"), timeout=120)
+        names, ports = add_udp_streams(http, "live", n)
         time.sleep(1.0)
         loops = max(1, int(np.ceil(seconds / 88.0)))
         senders = [start_sender(CLIP, f"udp://127.0.0.1:{p}?pkt_size=1316", loops, stop) for p in ports]
