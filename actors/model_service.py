@@ -94,7 +94,8 @@ class ModelService:
 # model_deployments: per-model — a deployment per group of services that share a model.
 GROUPS: dict[str, tuple[str, ...]] = {
     "speech": ("speech", "vad"), "text": ("text",), "frames": ("frames",), "ocr": ("ocr",),
-    "stream": ("stream",), "clip": ("clip_frames", "clip_text"), "caption": ("caption",)}
+    "stream": ("stream",), "clip": ("clip_frames", "clip_text"), "caption": ("caption",),
+    "provisional": ("provisional",)}
 
 
 def bind_models(settings: dict) -> dict:

@@ -11,7 +11,7 @@ from streaming.settings import Settings
 log = logging.getLogger("manta.models")
 
 # Every model a stream may use, in the order ``shared`` returns them.
-PARTS = ("asr", "embedder", "vision", "reader", "clip", "captioner", "stream_model", "fallback")
+PARTS = ("asr", "embedder", "vision", "reader", "clip", "captioner", "stream_model", "fallback", "provisional")
 
 
 def _recogniser(s: Settings):
@@ -27,6 +27,7 @@ def _recogniser(s: Settings):
 def enabled(part: str, s: Settings) -> bool:
     """Whether the settings use this model (without loading anything)."""
     return {"asr": True, "embedder": True, "fallback": bool(s.asr_fallback_model),
+            "provisional": s.asr_provisional_model != "off",
             "vision": s.visual_model != "off" and s.frame_fps > 0,
             "reader": s.ocr != "off" and (s.frame_fps > 0 or s.subtitles),
             "clip": bool(s.clip_model), "captioner": bool(s.caption_model),
@@ -41,6 +42,13 @@ def _load(part: str, s: Settings):
         return _recogniser(s).from_settings(s)
     if part == "fallback":
         return _recogniser(s).from_settings(s.model_copy(update={"asr_model": s.asr_fallback_model}))
+    if part == "provisional":
+        from manta_models.perception.asr import BUNDLED, WhisperASR
+
+        # A bundled model is a CTranslate2 one whatever the final recogniser's backend is.
+        cls = WhisperASR if s.asr_provisional_model in BUNDLED else _recogniser(s)
+        return cls.from_settings(s.model_copy(update={"asr_model": s.asr_provisional_model,
+                                                      "asr_threads": s.provisional_threads}))
     if part == "embedder":
         from manta_models.perception.embed import TextEmbedder
 
@@ -95,15 +103,16 @@ class ModelSet:
             return set(self._parts)
 
     def shared(self) -> tuple:
-        """(asr, embedder, vision, reader, clip, captioner, stream_model, asr_fallback), loaded once."""
+        """(asr, embedder, vision, reader, clip, captioner, stream_model, asr_fallback,
+        asr_provisional), loaded once."""
         return tuple(self.part(p) for p in PARTS)
 
     def for_stream(self) -> Models:
-        asr, embedder, vision, reader, clip, captioner, stream_model, fallback = self.shared()
+        asr, embedder, vision, reader, clip, captioner, stream_model, fallback, provisional = self.shared()
         stepper = None
         if stream_model is not None:
             from manta_models.statespace.stream_model import StreamStepper
 
             stepper = StreamStepper(stream_model)
         return Models(asr=asr, embedder=embedder, vision=vision, ocr=reader, clip=clip, captioner=captioner,
-                      stepper=stepper, asr_fallback=fallback)
+                      stepper=stepper, asr_fallback=fallback, asr_provisional=provisional)

@@ -15,6 +15,11 @@ import numpy as np
 from streaming.records import Word
 
 
+class StaleRequest(TimeoutError):
+    """A model service dropped a request that waited too long to be worth answering (provisional
+    text: its audio is old by then). Declared here, at the boundary both sides see."""
+
+
 class Embedder(Protocol):
     dim: int
 
@@ -56,6 +61,7 @@ class Models:
     captioner: Any = None  # manta_models.perception.captioner.Captioner
     stepper: Stepper | None = None  # the stream model, with this stream's state
     asr_fallback: SpeechRecognizer | None = None  # smaller ASR for a stream that falls behind
+    asr_provisional: SpeechRecognizer | None = None  # fast ASR for live text not yet final
 
 
 ModelLoader = Callable[[], Models]

@@ -60,6 +60,37 @@ class Word:
 
 
 @dataclass(frozen=True, slots=True)
+class ProvisionalText:
+    """What a live stream has heard past its committed transcript: words a fast recogniser agreed
+    on twice (LocalAgreement), searchable at once, dropped span by span as final words replace
+    them. ``wall``: when this text was published; ``vector``: its embedding (None: not embedded)."""
+
+    stream_id: str
+    t0: float
+    t1: float
+    words: tuple[Word, ...]
+    wall: float
+    vector: object = None  # np.ndarray; object so this module needs no numpy at import
+
+    @property
+    def text(self) -> str:
+        return "".join(w.text for w in self.words).strip()
+
+    def after(self, t: float) -> "ProvisionalText | None":
+        """The part not yet covered by final text ending at ``t`` (None when nothing is left)."""
+        words = tuple(w for w in self.words if w.start >= t - 0.05)
+        if not words:
+            return None
+        if len(words) == len(self.words):
+            return self
+        return ProvisionalText(self.stream_id, words[0].start, words[-1].end, words, self.wall, None)
+
+    def to_dict(self) -> dict:
+        return {"start": self.t0, "end": self.t1, "text": self.text, "wall": self.wall,
+                "words": [{"text": w.text, "start": w.start, "end": w.end} for w in self.words]}
+
+
+@dataclass(frozen=True, slots=True)
 class Gap:
     """A stretch where a live source was unreachable."""
 
@@ -186,6 +217,9 @@ class Evidence:
     modality: str = "said"  # said (speech), shown (on-screen text, subtitles) or seen (image labels)
     kind: str = "speech"  # speech, ocr, subtitle, label, caption, frame, meso, macro
     also: tuple[tuple[float, float], ...] = ()  # other spans with the same content (merged repeats)
+    # Heard but not yet final: a small recogniser's words, replaced by the committed transcript
+    # within seconds (streaming/ingest/provisional.py). Never both for the same span.
+    provisional: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -102,6 +102,18 @@ class Settings(BaseSettings):
     asr_temperature_fallback: bool = Field(
         False, description="retry doubtful windows by sampling (Whisper's default): slower, not repeatable")
     asr_check_every_s: float = Field(1.0, gt=0.0, description="how much new audio triggers a look")
+    # Provisional text (live and real-time-paced streams): searchable ~1-3 s after it is said, replaced
+    # by the committed transcript above (streaming/ingest/provisional.py)
+    asr_provisional_model: str = Field(
+        "tiny.en", description="fast recogniser re-decoding what is not final yet: 'tiny.en', 'base', "
+        "a local Whisper folder, or 'off'. English-only models skip streams detected as another language")
+    provisional_every_s: float = Field(1.0, ge=0.25, le=10.0, description="how often it re-decodes")
+    provisional_agreement: int = Field(2, ge=1, le=3, description="consecutive passes that must agree on a "
+                                       "word before it is searchable (LocalAgreement-n; 1 trusts every pass)")
+    provisional_stale_s: float = Field(2.0, gt=0.0, le=30.0, description="a provisional request that "
+                                       "waited this long for the shared recogniser is dropped (its audio is old)")
+    provisional_threads: int = Field(1, ge=1, description="CPU threads of the provisional recogniser: it "
+                                     "runs beside the final one, so together they should not exceed the cores")
 
     # Text embedding and micro segments
     embed_model: str = Field("minilm", description="'minilm' or a local sentence-transformers folder")

@@ -115,6 +115,7 @@ class WhisperASR:
         self.language = language if model != "tiny.en" else "en"
         self.configured_language = self.language  # what a new stream starts from (None: detect)
         self.vad = VadOptions(min_silence_duration_ms=int(min_silence_s * 1000), speech_pad_ms=200)
+        self._one_at_a_time = threading.Lock()  # transcribe_as patches the model per call
 
     @classmethod
     def from_settings(cls, s) -> "WhisperASR":
@@ -146,6 +147,11 @@ class WhisperASR:
         """``transcribe_window`` for a caller that keeps its own language (one stream of many sharing
         this model): returns (words, complete, the language to use next time). Not re-entrant: a
         shared model serves one call at a time (manta_models/serving/shared.py)."""
+        with self._one_at_a_time:
+            return self._transcribe_as(audio, prompt, one_window, language)
+
+    def _transcribe_as(self, audio: np.ndarray, prompt: str | None, one_window: bool,
+                       language: str | None) -> tuple[list[Word], bool, str | None]:
         if language is None or not one_window:  # language detection costs a pass of its own
             segments, detected = self._decode(audio, prompt, language)
             words = self._words(segments)

@@ -30,6 +30,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from streaming.interfaces import StaleRequest
+
 log = logging.getLogger("manta.batcher")
 
 T = TypeVar("T")
@@ -41,6 +43,11 @@ WAITS_KEPT = 4096  # recent queue waits kept for percentiles (a sliding window, 
 
 class BatcherClosed(RuntimeError):
     """The service stopped (or its model failed to load): nothing more will be answered."""
+
+
+class Stale(StaleRequest):
+    """A request of a service that drops old work (provisional text) waited past ``stale_s``: its
+    answer would come too late to matter, so the model is not run for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,7 @@ class BatchStats:
     wait_max_s: float
     busy_s: float  # time spent inside the model
     queued: int  # waiting now
+    stale: int = 0  # requests dropped unanswered for waiting past stale_s
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -81,7 +89,8 @@ class MicroBatcher(Generic[T, R]):
     """``fn`` takes a list of items and returns one result per item, in order."""
 
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], *, max_batch: int = 16, max_wait_s: float = 0.01,
-                 max_in_flight: int = 4, name: str = "model", clock: Callable[[], float] = time.monotonic):
+                 max_in_flight: int = 4, name: str = "model", clock: Callable[[], float] = time.monotonic,
+                 stale_s: float | None = None):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if max_wait_s < 0:
@@ -89,6 +98,8 @@ class MicroBatcher(Generic[T, R]):
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self.fn, self.name, self.clock = fn, name, clock
+        self.stale_s = stale_s  # None: every request is answered however long it waited
+        self._stale = 0
         self.max_batch, self.max_wait_s, self.max_in_flight = max_batch, max_wait_s, max_in_flight
         self._heap: list[tuple[int, int, _Request]] = []
         self._seq = itertools.count()
@@ -129,7 +140,7 @@ class MicroBatcher(Generic[T, R]):
             return BatchStats(self.name, self._batches, self._items,
                               self._items / self._batches if self._batches else 0.0, self._largest,
                               percentile(waits, 0.5), percentile(waits, 0.95), max(waits, default=0.0),
-                              self._busy, len(self._heap))
+                              self._busy, len(self._heap), self._stale)
 
     def close(self, reason: BaseException | None = None) -> None:
         """Stop serving: waiting requests fail with ``BatcherClosed``; a running batch finishes."""
@@ -158,8 +169,17 @@ class MicroBatcher(Generic[T, R]):
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            batch = [heapq.heappop(self._heap)[2] for _ in range(min(self.max_batch, len(self._heap)))]
             now = self.clock()
+            batch = []
+            while self._heap and len(batch) < self.max_batch:
+                req = heapq.heappop(self._heap)[2]
+                if self.stale_s is not None and now - req.submitted > self.stale_s:
+                    self._stale += 1
+                    self._done_locked(req)
+                    req.future.set_exception(Stale(f"{self.name}: waited {now - req.submitted:.1f} s, "
+                                                   f"past {self.stale_s:g} s"))
+                    continue
+                batch.append(req)
             self._waits.extend(now - r.submitted for r in batch)
             return batch
 
@@ -168,6 +188,8 @@ class MicroBatcher(Generic[T, R]):
             batch = self._take()
             if batch is None:
                 return
+            if not batch:  # every request waiting was stale
+                continue
             t = time.perf_counter()
             try:
                 results = list(self.fn([r.item for r in batch]))
@@ -192,9 +214,12 @@ class MicroBatcher(Generic[T, R]):
 
     def _done(self, req: _Request) -> None:
         with self._cond:
-            n = self._in_flight.get(req.key, 1) - 1
-            if n <= 0:
-                self._in_flight.pop(req.key, None)
-            else:
-                self._in_flight[req.key] = n
-            self._cond.notify_all()
+            self._done_locked(req)
+
+    def _done_locked(self, req: _Request) -> None:
+        n = self._in_flight.get(req.key, 1) - 1
+        if n <= 0:
+            self._in_flight.pop(req.key, None)
+        else:
+            self._in_flight[req.key] = n
+        self._cond.notify_all()

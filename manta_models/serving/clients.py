@@ -29,8 +29,10 @@ class Step(NamedTuple):
 class SpeechClient:
     """A stream's speech recogniser: VAD and recognition in the services, its own language."""
 
-    def __init__(self, call: Call, which: str, language: str | None, key: str, priority: int):
+    def __init__(self, call: Call, which: str, language: str | None, key: str, priority: int,
+                 service: str = "speech"):
         self.call, self.which, self.key, self.priority = call, which, key, priority
+        self.service = service
         self.language = language  # never another stream's detection
 
     def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]:
@@ -39,7 +41,7 @@ class SpeechClient:
     def transcribe_window(self, audio: np.ndarray, prompt: str | None = None,
                           one_window: bool = True) -> tuple[list[Word], bool]:
         words, complete, self.language = self.call(
-            "speech", (self.which, audio, prompt, one_window, self.language), self.key, self.priority)
+            self.service, (self.which, audio, prompt, one_window, self.language), self.key, self.priority)
         return words, complete
 
 
@@ -123,4 +125,6 @@ def stream_models(call: Call, facts, stream_id: str, priority: int) -> Models:
         clip=ClipClient(call, stream_id, priority) if "clip_frames" in has else None,
         captioner=CaptionClient(call, stream_id, priority) if "caption" in has else None,
         stepper=StepperClient(call, stream_id, priority) if "stream" in has else None,
-        asr_fallback=SpeechClient(call, "fallback", lang, stream_id, priority) if facts.speech_fallback else None)
+        asr_fallback=SpeechClient(call, "fallback", lang, stream_id, priority) if facts.speech_fallback else None,
+        asr_provisional=SpeechClient(call, "provisional", lang, stream_id, priority, "provisional")
+        if getattr(facts, "speech_provisional", False) else None)

@@ -13,6 +13,9 @@ of one stream's, and a stream never holds weights.
 - text: every stream's texts waiting go to MiniLM in one call;
 - frames: every stream's frames waiting go to EfficientNet in one batch;
 - ocr: RapidOCR reads the frames waiting one after another (it has no batch call);
+- provisional: the fast recogniser re-decoding live streams' text that is not final yet, beside
+  ``speech`` (its own model, so neither waits for the other); a request that waited past
+  ``provisional_stale_s`` is dropped, as its audio is old by then (streaming/ingest/provisional.py);
 - stream: the stream model's step on state the caller sends and gets back (the state is the
   stream's: it is checkpointed with the stream, never kept here);
 - clip_frames, clip_text, caption: the optional CLIP and captioner, when configured.
@@ -41,7 +44,7 @@ class UnknownService(ValueError):
 SERVICES: dict[str, tuple[str, ...]] = {
     "speech": ("asr", "fallback"), "vad": ("asr",), "text": ("embedder",), "frames": ("vision",),
     "ocr": ("reader",), "stream": ("stream_model",), "clip_frames": ("clip",), "clip_text": ("clip",),
-    "caption": ("captioner",)}
+    "caption": ("captioner",), "provisional": ("provisional",)}
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class ServiceFacts:
     frame_dim: int | None
     speech_language: str | None  # the configured language; None: each stream detects its own
     speech_fallback: bool  # a smaller recogniser for streams that fall behind
+    speech_provisional: bool = False  # the fast recogniser for live text not yet final
 
     @staticmethod
     def merge(parts: list["ServiceFacts"]) -> "ServiceFacts":
@@ -61,7 +65,8 @@ class ServiceFacts:
         speech = [p for p in parts if "speech" in p.services]
         return ServiceFacts(tuple(x for p in parts for x in p.services), first("text_dim"), first("frame_dim"),
                             speech[0].speech_language if speech else None,
-                            any(p.speech_fallback for p in speech))
+                            any(p.speech_fallback for p in speech),
+                            any(p.speech_provisional for p in parts))
 
 
 def _flat(fn):
@@ -155,7 +160,7 @@ class SharedModels:
         """Load the models (once) and start the services; returns what clients need to know."""
         with self._lock:
             if self._services is None:
-                part = self._set.part
+                part, s = self._set.part, self.settings
                 need = {p for name in self.wanted for p in SERVICES[name]}
                 m = {p: part(p) if p in need else None for p in PARTS}
                 asr, embedder, vision, reader = m["asr"], m["embedder"], m["vision"], m["reader"]
@@ -167,6 +172,13 @@ class SharedModels:
                     # backend that batches (transformers on a GPU) takes every stream's piece at once.
                     services["speech"] = b("speech", _speech_batched(asrs), 2) \
                         if hasattr(asr, "transcribe_batch") else b("speech", _speech(asrs), 2, max_batch=1)
+                if m["provisional"] is not None and "provisional" in self.wanted:
+                    fast = m["provisional"]
+                    run = _speech_batched({"provisional": fast}) if hasattr(fast, "transcribe_batch") \
+                        else _speech({"provisional": fast})
+                    services["provisional"] = MicroBatcher(
+                        run, max_batch=s.service_max_batch if hasattr(fast, "transcribe_batch") else 1,
+                        max_wait_s=0.0, max_in_flight=1, name="provisional", stale_s=s.provisional_stale_s)
                 if "vad" in self.wanted:
                     services["vad"] = b("vad", lambda audios: [asr.speech_spans(a) for a in audios])
                 if "text" in self.wanted:
@@ -187,7 +199,8 @@ class SharedModels:
                 self._facts = ServiceFacts(
                     tuple(services), embedder.dim if embedder is not None else None,
                     vision.dim if vision is not None else None,
-                    asr.configured_language if asr is not None else None, m["fallback"] is not None)
+                    asr.configured_language if asr is not None else None, m["fallback"] is not None,
+                    "provisional" in services)
                 self._services = services
             return self._facts
 

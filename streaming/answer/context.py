@@ -56,6 +56,7 @@ class Context:
 def evidence_line(r: Ranked, n: int) -> str:
     e = r.candidate.evidence
     name = SOURCE_NAMES.get(e.kind) or _MORE_NAMES.get(e.kind, e.kind)
+    name += " (provisional, not final yet)" if e.provisional else ""
     text = f"[{n}] ({e.stream} {clock(e.start)}–{clock(e.end)}) {name}: “{' '.join(e.text.split())}”"
     if e.also:
         times = [clock(t0) for t0, _ in sorted(e.also)]

@@ -38,7 +38,9 @@ AGAIN_LISTED = 5  # repeats named in an answer; the evidence carries all of them
 
 
 def quote(e: Evidence) -> str:
-    text = f"{SOURCE_NAMES.get(e.kind, e.kind)}: “{e.text}” {cite(e)}"
+    # Provisional: heard seconds ago by the fast recogniser, not the final transcript yet.
+    name = "Just said (provisional)" if e.provisional else SOURCE_NAMES.get(e.kind, e.kind)
+    text = f"{name}: “{e.text}” {cite(e)}"
     if e.also:  # a repeat (a sign-off, a title card coming back): say when else, not just once
         times = [clock(t0) for t0, _ in sorted(e.also)]
         more = f" and {len(times) - AGAIN_LISTED} more" if len(times) > AGAIN_LISTED else ""

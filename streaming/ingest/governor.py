@@ -6,9 +6,12 @@ The governor watches the backlog (media decoded but not yet taken by the worker)
 through quality levels that shed the optional work first:
 
   0  full quality
-  1  half the frames, OCR at most half as often
-  2  a quarter of the frames, OCR only at shot cuts
-  3  the smaller fallback ASR model, when one is configured
+  1  no provisional text (when the stream has it): the fast re-decodes are the first thing to go
+  2  half the frames, OCR at most half as often
+  3  a quarter of the frames, OCR only at shot cuts
+  4  the smaller fallback ASR model, when one is configured
+
+(A stream without provisional text, frames or a fallback model has only the rungs that apply.)
 
 Speech is never dropped: it is what most questions are about. Levels change with hysteresis (the
 backlog must stay high for ``hold_s`` to step down, low for ``recover_s`` to step back up), so a
@@ -33,26 +36,33 @@ class Degradation:
     fallback_asr: bool
     reason: str = ""
     wall: float = 0.0  # when the governor decided it
+    provisional: bool = True  # provisional text on (streams that have it)
 
     def describe(self) -> str:
         ocr = "at cuts only" if math.isinf(self.ocr_interval_s) else f"every {self.ocr_interval_s:g} s"
-        return f"frames {self.frame_fps:.2g}/s, OCR {ocr}" + (", fallback ASR" if self.fallback_asr else "")
+        return (("" if self.provisional else "no provisional text, ") + f"frames {self.frame_fps:.2g}/s, OCR {ocr}"
+                + (", fallback ASR" if self.fallback_asr else ""))
 
     def to_dict(self) -> dict:
         return {"level": self.level, "frame_fps": self.frame_fps,
                 "ocr_interval_s": None if math.isinf(self.ocr_interval_s) else self.ocr_interval_s,
-                "fallback_asr": self.fallback_asr, "reason": self.reason, "wall": self.wall}
+                "fallback_asr": self.fallback_asr, "provisional": self.provisional, "reason": self.reason,
+                "wall": self.wall}
 
 
-def degradation_ladder(frame_fps: float, ocr_interval_s: float, has_fallback_asr: bool) -> list[Degradation]:
+def degradation_ladder(frame_fps: float, ocr_interval_s: float, has_fallback_asr: bool,
+                       has_provisional: bool = False) -> list[Degradation]:
     """The ladder for a stream's own settings (a stream without frames has fewer rungs)."""
     ladder = [Degradation(0, frame_fps, ocr_interval_s, False)]
+    off = not has_provisional  # provisional text is shed first, and stays off on every later rung
+    if has_provisional:
+        ladder.append(Degradation(1, frame_fps, ocr_interval_s, False, provisional=False))
     if frame_fps > 0:
-        ladder += [Degradation(1, frame_fps / 2, max(2 * ocr_interval_s, 2.0), False),
-                   Degradation(2, frame_fps / 4, math.inf, False)]
+        ladder += [Degradation(len(ladder), frame_fps / 2, max(2 * ocr_interval_s, 2.0), False, provisional=off),
+                   Degradation(len(ladder) + 1, frame_fps / 4, math.inf, False, provisional=off)]
     if has_fallback_asr:
         top = ladder[-1]
-        ladder.append(Degradation(len(ladder), top.frame_fps, top.ocr_interval_s, True))
+        ladder.append(Degradation(len(ladder), top.frame_fps, top.ocr_interval_s, True, provisional=off))
     return ladder
 
 
@@ -60,9 +70,11 @@ class Governor:
     """Feed it the backlog after each piece of work; it answers with a new level when one is due."""
 
     @classmethod
-    def from_settings(cls, s: Settings, frame_fps: float, has_fallback_asr: bool) -> Governor:
+    def from_settings(cls, s: Settings, frame_fps: float, has_fallback_asr: bool,
+                      has_provisional: bool = False) -> Governor:
         """The governor a live-paced stream runs with: its ladder from the stream's own frame rate."""
-        return cls(degradation_ladder(frame_fps, s.ocr_interval_s, has_fallback_asr), high_s=s.degrade_backlog_s,
+        return cls(degradation_ladder(frame_fps, s.ocr_interval_s, has_fallback_asr, has_provisional),
+                   high_s=s.degrade_backlog_s,
                    hold_s=s.degrade_hold_s, recover_s=s.degrade_recover_s)
 
     def __init__(self, ladder: list[Degradation], high_s: float = 10.0, low_s: float | None = None,
@@ -108,7 +120,7 @@ class Governor:
         self._high_since = self._low_since = None
         base = self.ladder[self.level + step]
         self.current = Degradation(base.level, base.frame_fps, base.ocr_interval_s, base.fallback_asr,
-                                   why, wall)
+                                   why, wall, base.provisional)
         self.history.append(self.current)
         if len(self.history) > 100:  # days of flapping must not grow the status without bound
             del self.history[:-100]

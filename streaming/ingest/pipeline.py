@@ -34,6 +34,7 @@ from streaming.ingest.transcript import IncrementalTranscriber, transcriber_prof
 from streaming.ingest.visual import VisualStage
 from streaming.ingest.thumbnails import ThumbnailRing
 from streaming.ingest.restore import restore_stages
+from streaming.ingest.provisional import provisional_for
 
 log = logging.getLogger("manta.pipeline")
 _END = object()
@@ -55,6 +56,11 @@ class StreamPipeline:
         self.levels: StreamLevels | None = None  # meso and macro, likewise
         self.models: Models | None = None
         self.transcriber: IncrementalTranscriber | None = None
+        # Live text not final yet (streaming/ingest/provisional.py): the worker publishes what the
+        # transcriber holds, the provisional thread what it heard there.
+        self.pending_audio = None
+        self.provisional = None
+        self.provisional_worker = None
         self.store = store
         # A restarted stream picks up from its last commit: segments, model state, source position.
         self.restored = store.load(stream_id) if store is not None else None
@@ -161,7 +167,16 @@ class StreamPipeline:
                     timestamp_wraps=progress.timestamp_wraps, stalls=progress.stalls)
         if self.visual is not None:
             snap["visual"] = self.visual.counters.to_dict()
+        heard = self.provisional_now()
+        snap["provisional"] = heard.to_dict() if heard is not None else None
+        if self.provisional_worker is not None:
+            snap["provisional_stats"] = self.provisional_worker.counters()
         return snap
+
+    def provisional_now(self):
+        """The provisional text past what is final and searchable now (None when there is none)."""
+        heard = self.provisional
+        return heard.after(self.status.committed_seconds) if heard is not None else None
 
     # -- threads -------------------------------------------------------------------------------
     def _read(self) -> None:
@@ -216,9 +231,13 @@ class StreamPipeline:
                                   ocr_interval_s=self.settings.ocr_interval_s, clip=m.clip,
                                   captioner=m.captioner)
         restore_stages(self, m.stepper)
+        self.provisional_worker = provisional_for(self)
         if self.live_paced and self.settings.degrade:
-            self.governor = Governor.from_settings(self.settings, self.source.frame_fps, m.asr_fallback is not None)
+            self.governor = Governor.from_settings(self.settings, self.source.frame_fps, m.asr_fallback is not None,
+                                                   self.provisional_worker is not None)
         self._ready.set()
+        if self.provisional_worker is not None and not self._stop.is_set():
+            self.provisional_worker.start()
 
     def _work(self) -> None:
         try:
@@ -247,6 +266,8 @@ class StreamPipeline:
                     self.window.add_audio(item)
                     words = self.transcriber.push(item)
                     self._commit(self.segmenter.push(words, self.transcriber.committed_until), words)
+                    self._progress()
+                    self.pending_audio = self.transcriber.pending(self.status.committed_seconds)
                 elif isinstance(item, VideoFrame):
                     self.thumbnails.add(item.t, item.image)  # the dashboard's pictures of a live stream
                     vector = self.visual.on_frame(item)
@@ -261,6 +282,8 @@ class StreamPipeline:
                 self._govern()
         except Exception as exc:  # noqa: BLE001 - a model crash must surface, not stop silently
             log.exception("worker of stream %s crashed", self.id)
+            if self.provisional_worker is not None:
+                self.provisional_worker.stop()
             stage = "processing" if self._ready.is_set() else "loading models"
             self._fail(f"{stage} failed: {type(exc).__name__}: {exc}")
             self._stop.set()
@@ -277,6 +300,7 @@ class StreamPipeline:
         self._flush_transcript(self.transcriber.committed_until)
         self._busy += time.perf_counter() - t
         self._progress()
+        self.pending_audio = self.transcriber.pending(self.status.committed_seconds)
 
     def _flush_transcript(self, until: float) -> None:
         """Transcribe what the transcriber holds and index it with the segmenter's open words."""
@@ -284,7 +308,10 @@ class StreamPipeline:
         self._commit(self.segmenter.push(words, until) + self.segmenter.flush(), words)
 
     def _finish(self) -> None:
+        if self.provisional_worker is not None:  # everything heard becomes final now
+            self.provisional_worker.stop()
         self._flush_transcript(self.status.media_seconds)
+        self.provisional = self.pending_audio = None
         if self.status.state not in ("failed", "stopped"):
             self.levels.flush()  # the stream ended: its last meso and macro close
         self.status.committed_seconds = self.status.media_seconds

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from streaming.ingest.provisional import PendingAudio
 from streaming.interfaces import SpeechRecognizer
 from streaming.records import SAMPLE_RATE, AudioChunk, Word
 from streaming.settings import Settings
@@ -70,6 +71,16 @@ class IncrementalTranscriber:
     @property
     def buffered_seconds(self) -> float:
         return len(self._buf) / SAMPLE_RATE
+
+    def pending(self, searchable_until: float) -> PendingAudio | None:
+        """The audio held past the final words, for provisional text (streaming/ingest/provisional.py);
+        call it on the thread that pushes. ``searchable_until``: where final, searchable text ends
+        (final words still waiting in the segmenter are not searchable yet)."""
+        if self._buf_t0 is None:
+            return None
+        prompt = self._context if self._mid_speech and self._context else None
+        # The arrays are replaced, never written to, once published: the reader may keep them.
+        return PendingAudio(self._buf_t0, self._buf, tuple(self._spans), searchable_until, prompt)
 
     def push(self, chunk: AudioChunk) -> list[Word]:
         """Add audio; return the words that became final."""

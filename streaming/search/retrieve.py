@@ -162,6 +162,8 @@ def listing(view: StreamView, k: int, start: float | None, end: float | None, ki
     if "speech" in kinds:
         out += [Evidence(view.id, s.t0, s.t1, s.text, 1.0)
                 for s in view.segments(start, end) if s.words]  # repeats too: all that was said
+        heard = view.heard(None, start, end)  # and what was just heard, not final yet
+        out += [heard[1]] if heard is not None else []
     out.sort(key=lambda e: (e.start, e.end))
     return out[-k:] if start is not None and end is None else out[:k]
 
@@ -225,6 +227,10 @@ def retrieve(view: StreamView, plan: RetrievalPlan) -> Retrieved:
                     for seg, score in view.search(plan.query, PER_MESO, m_lo, m_hi):
                         keep(seg, score, "meso")
     out = []
+    heard = view.heard(plan.query, start, end) if "speech" in kinds else None
+    if heard is not None:  # live text not final yet: one candidate, marked provisional
+        text, ev = heard
+        out.append(Candidate(ev, None, "direct", "", text.vector, text.words))
     for seg, score, level in found.values():
         words = sentence_words(view, seg)
         ev = Evidence(view.id, seg.t0, max(seg.t1, words[-1].end), "".join(w.text for w in words).strip(),

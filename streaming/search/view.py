@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from streaming.records import KIND_MODALITY, Evidence, LabelSpan, MicroSegment, StreamStatus
+from streaming.records import KIND_MODALITY, Evidence, LabelSpan, MicroSegment, ProvisionalText, StreamStatus
 
 if TYPE_CHECKING:  # types only: the view reads what ingest built, it never builds it
     from streaming.ingest.pipeline import StreamPipeline
@@ -34,13 +34,14 @@ class StreamView:
     visual: VisualStage | None = None
     frame_step_s: float = 1.0
     language: str | None = None  # Whisper's code for the stream's speech, once detected
+    provisional: ProvisionalText | None = None  # heard past the final text (live streams)
 
     @classmethod
     def of(cls, pipeline: StreamPipeline) -> StreamView:
         """What a stream answers from right now (taken afresh: its worker builds the index once
         its models are loaded)."""
         return cls(pipeline.id, pipeline.status, pipeline.index, pipeline.levels, pipeline.visual,
-                   pipeline.frame_step_s, pipeline.language)
+                   pipeline.frame_step_s, pipeline.language, pipeline.provisional_now())
 
     @property
     def committed_seconds(self) -> float:
@@ -72,6 +73,8 @@ class StreamView:
             found += [Evidence(self.id, seg.t0, seg.t1, seg.text, score,
                                also=tuple(self.levels.occurrences(seg.seq)))
                       for seg, score in self.search(query, k, start, end)]
+            heard = self.heard(query, start, end)
+            found += [heard[1]] if heard is not None else []
         if self.visual is not None and kinds - {"speech"}:
             found += [self._item_evidence(it, score, also)
                       for it, score, also in self.visual.search(query, k, start, end, kinds)]
@@ -80,6 +83,18 @@ class StreamView:
                                "seen", "frame") for f, score in self.visual.search_frames_by_text(text, k, start, end)]
         found.sort(key=lambda e: (-e.score, e.start))
         return found[:k]
+
+    def heard(self, query: np.ndarray | None, start: float | None = None,
+              end: float | None = None) -> tuple[ProvisionalText, Evidence] | None:
+        """The provisional text as evidence, when it overlaps [start, end]: scored against the
+        question like a micro segment (1.0 when there is no question, as in a listing)."""
+        p = self.provisional
+        if p is None or (start is not None and p.t1 < start) or (end is not None and p.t0 > end):
+            return None
+        if query is not None and p.vector is None:
+            return None
+        score = 1.0 if query is None else float(np.dot(np.asarray(query, np.float32).ravel(), p.vector))
+        return p, Evidence(self.id, p.t0, p.t1, p.text, score, provisional=True)
 
     def _item_evidence(self, item, score: float, also: tuple = ()) -> Evidence:
         kind = "label" if isinstance(item, LabelSpan) else item.kind

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from manta_models.serving.batcher import FILE, LIVE, BatcherClosed, MicroBatcher
+from manta_models.serving.batcher import FILE, LIVE, BatcherClosed, MicroBatcher, Stale
+from streaming.interfaces import StaleRequest
 from manta_models.perception.torch_batch import bucket
 
 
@@ -104,6 +105,28 @@ def test_close_answers_every_waiting_caller():
         waiting.result(5)
     with pytest.raises(BatcherClosed, match="asr is not serving"):
         b.submit(3)
+
+
+def test_a_request_that_waited_past_stale_s_is_dropped_unanswered():
+    """Provisional text: audio that waited behind a busy model is old; the model is not run for it."""
+    ran = []
+
+    def slow(items):
+        ran.extend(items)
+        time.sleep(0.4)
+        return items
+
+    b = MicroBatcher(slow, max_batch=1, max_wait_s=0.0, stale_s=0.2, name="provisional")
+    first = b.submit("first", key="a")
+    time.sleep(0.05)  # "first" is running now
+    late = b.submit("late", key="b")
+    assert first.result(timeout=5) == "first"
+    with pytest.raises(Stale):
+        late.result(timeout=5)
+    assert isinstance(Stale("x"), StaleRequest)  # what a stream's provisional worker catches
+    assert b.submit("fresh", key="b").result(timeout=5) == "fresh"  # the stream's slot was freed
+    assert ran == ["first", "fresh"] and b.stats().stale == 1
+    b.close()
 
 
 def test_validation():

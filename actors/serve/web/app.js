@@ -111,7 +111,10 @@ async function pollStreams() {
     state.streams = new Map(data.streams.map((s) => [s.id, s]));
     renderStreams(data.streams, data.total);
     $("streams-error").hidden = true;
-    if (state.selected && state.streams.has(state.selected)) renderGaps(state.streams.get(state.selected));
+    if (state.selected && state.streams.has(state.selected)) {
+      renderGaps(state.streams.get(state.selected));
+      renderHeard(state.streams.get(state.selected));
+    }
   } catch (e) {
     $("streams-error").textContent = `Cannot list the streams: ${e.message}`;
     $("streams-error").hidden = false;
@@ -227,13 +230,26 @@ async function refreshTimeline() {
         el("span", {class: "text", text: labels})));
     }
     const s = state.streams.get(id);
-    if (s) renderGaps(s);
+    if (s) { renderGaps(s); renderHeard(s); }
     for (const a of state.alerts) if (a.stream === id) addAlertToTimeline(a);
   } catch (e) {
     upsert("error", -1, "error", () => el("li", {class: "error", role: "alert", text: `Cannot read the timeline: ${e.message}`}));
   }
   const s = state.streams.get(id);
   if (!s || ACTIVE.has(s.state)) state.timelineTimer = setTimeout(refreshTimeline, TIMELINE_MS);
+}
+
+function renderHeard(s) {
+  // What a live stream just said, before it is final: one entry, replaced as it grows and removed
+  // once the committed transcript (a "said" entry) covers it.
+  const old = state.timelineKeys.get("provisional");
+  const p = s.provisional;
+  if (!p || !p.text) {
+    if (old) { old.remove(); state.timelineKeys.delete("provisional"); }
+    return;
+  }
+  upsert("provisional", p.start, "said", () => entry(s.id, p.start, p.end, "just said · provisional", "said provisional",
+    el("span", {class: "text", text: p.text, title: "Heard by the fast recogniser; replaced by the final transcript within seconds"})));
 }
 
 function renderGaps(s) {
@@ -309,7 +325,7 @@ function renderCitations(result) {
     return el("li", {}, el("button", {type: "button", class: "citation", text: `${c.stream} ${span(c.start, c.end)}`,
                                       "aria-label": `Play ${c.stream} from ${clock(c.start)}`,
                                       onclick: () => showSource(c)}),
-              ev ? el("span", {class: "text", text: ` ${ev.modality}: “${ev.text}”`}) : null);
+              ev ? el("span", {class: "text", text: ` ${ev.provisional ? "just said (provisional)" : ev.modality}: “${ev.text}”`}) : null);
   }));
   $("citations-h").hidden = !list.children.length;
 }
