@@ -23,6 +23,11 @@ from manta_models.packaged import ModelError, package_dir
 log = logging.getLogger("manta.asr")
 
 BUNDLED = ("base", "tiny.en")
+HOP = 160  # audio samples per mel frame (16 kHz, 10 ms)
+# ``fit_window``: the encoder sees the audio plus a second, never less than 10 s. Whisper was trained
+# on 30 s windows; measured on the manifesto with tiny.en, 10 s or more gives the same words as 30 s at
+# a third of the time, while 5 s sometimes made the decoder loop (bench/freshness.py, docs/BENCHMARKS.md).
+FIT_MIN_FRAMES, FIT_MARGIN_FRAMES = 1000, 100
 _assemble_lock = threading.Lock()
 
 
@@ -116,6 +121,7 @@ class WhisperASR:
         self.configured_language = self.language  # what a new stream starts from (None: detect)
         self.vad = VadOptions(min_silence_duration_ms=int(min_silence_s * 1000), speech_pad_ms=200)
         self._one_at_a_time = threading.Lock()  # transcribe_as patches the model per call
+        self.fit_window = False  # True: encode only as much as the audio needs (provisional text)
 
     @classmethod
     def from_settings(cls, s) -> "WhisperASR":
@@ -160,11 +166,16 @@ class WhisperASR:
         real_encode = self.model.encode
         shadowed = self.model.__dict__.get("encode")  # an outer wrapper (a benchmark's counter)
 
+        frames = len(audio) // HOP
+
         def one_pass(features):
             nonlocal passes
             passes += 1
             if passes > 1:
                 raise _SecondWindow
+            if self.fit_window:  # the encoder costs what it is given: give it the audio, not 30 s
+                fit = min(features.shape[-1], max(FIT_MIN_FRAMES, -(-(frames + FIT_MARGIN_FRAMES) // 100) * 100))
+                features = features[..., :fit]
             return real_encode(features)
 
         self.model.encode = one_pass  # faster-whisper calls self.encode per window

@@ -34,7 +34,9 @@ log = logging.getLogger("manta.provisional")
 
 WINDOW_S = 29.5  # one Whisper encoder window
 TOUCH_S = 0.05  # slack on a boundary between final and provisional words
-REHEARD_S = 1.0  # how far before the frontier a word of a new pass may be one heard before
+EDGE_S = 0.3  # with agreement 1, a word ending this close to the audio's end waits for the next pass
+REHEARD_S = 1.0
+CONTEXT_S = 1.0  # audio decoded again before the last confirmed word, so the next word is heard whole  # how far before the frontier a word of a new pass may be one heard before
 
 
 def _norm(word: Word) -> str:
@@ -103,11 +105,14 @@ class LocalAgreement:
                 return words[n:]
         return [w for w in words if w.start >= frontier - TOUCH_S]
 
-    def add(self, hypothesis: list[Word]) -> list[Word]:
-        """One pass's words over the held audio; returns the words it newly confirmed."""
+    def add(self, hypothesis: list[Word], audio_end: float = float("inf")) -> list[Word]:
+        """One pass's words over the held audio (which ends at ``audio_end``); returns the words it
+        newly confirmed."""
         fresh = self._unconfirmed(hypothesis)
-        if self.agreement == 1:
+        if self.agreement == 1:  # trust one pass, but not a word the audio may have cut short
             k = len(fresh)
+            while k and fresh[k - 1].end > audio_end - EDGE_S:
+                k -= 1
         else:
             earlier = [self._unconfirmed(h) for h in self._history]
             k = min((agreed_prefix(e, fresh) for e in earlier), default=0) \
@@ -184,18 +189,25 @@ class ProvisionalWorker:
             return self._publish(p)
         if not p.speech or (self._seen is not None and self._seen == (p.t0, p.t1)):
             return self._publish(p)  # nothing new heard: the final text may still have moved on
-        # From just before the first speech, and never more than one Whisper window.
+        # From just before the first speech, or, once words are confirmed, from CONTEXT_S before the
+        # last of them (what is confirmed need not be decoded again: fewer tokens, a faster pass),
+        # and never more than one Whisper window.
         start = max(0, p.speech[0][0] - int(0.2 * SAMPLE_RATE), len(p.samples) - int(WINDOW_S * SAMPLE_RATE))
+        prompt = p.prompt
+        if self.agree.confirmed:
+            start = max(start, int((self.agree.confirmed[-1].end - CONTEXT_S - p.t0) * SAMPLE_RATE))
+            said = "".join(w.text for w in self.agree.confirmed if w.end <= p.t0 + start / SAMPLE_RATE)
+            prompt = ((p.prompt or "") + said)[-200:].strip() or None
         audio = p.samples[start:]
         offset = p.t0 + start / SAMPLE_RATE
         t = time.perf_counter()
-        raw, _ = self.asr.transcribe_window(audio, prompt=p.prompt, one_window=True)
+        raw, _ = self.asr.transcribe_window(audio, prompt=prompt, one_window=True)
         self.decode_s += time.perf_counter() - t
         self.passes += 1
         self._seen = (p.t0, p.t1)
         # A word ending at the very edge of the audio may be cut; agreement needs it heard again.
         words = [Word(w.text, offset + w.start, offset + w.end, w.probability) for w in raw]
-        self.agree.add([w for w in words if w.start >= p.committed_until - TOUCH_S])
+        self.agree.add([w for w in words if w.start >= p.committed_until - TOUCH_S], p.t1)
         return self._publish(p)
 
     def _wrong_language(self) -> bool:

@@ -59,3 +59,31 @@ def test_what_was_just_said_is_searchable_before_it_is_final_and_never_twice():
     assert not overlaps, f"provisional text overlapped final text: {overlaps[:3]}"
     # Once stopped, everything heard is final: no provisional text is left to answer from.
     assert pipe.provisional_now() is None and pipe.snapshot()["provisional"] is None
+
+
+def test_the_fitted_encoder_window_hears_the_same_words_faster():
+    """Provisional passes encode only the held audio (>= 10 s), not Whisper's 30 s window: the
+    human transcripts of the LibriVox clips are heard as well either way, in less time."""
+    from streaming.source.audio_chunks import decode_audio
+
+    truth = {}
+    for line in media("librivox_sense_and_sensibility.transcription").read_text().splitlines():
+        text, _, clip = line.rpartition("(")
+        truth[clip.strip(") ").rsplit("-", 1)[1]] = normalise(text.replace("<s>", "").replace("</s>", ""))
+    asr = WhisperASR("tiny.en", threads=1)
+    heard, spent = {False: [], True: []}, {False: 0.0, True: 0.0}
+    for clip in ("0870", "0890", "0920"):
+        audio = decode_audio(media(f"librivox_sense_and_sensibility_{clip}.wav"))
+        for fit in (False, True):
+            asr.fit_window = fit
+            asr.transcribe_window(audio)  # warm
+            t = time.perf_counter()
+            words, complete = asr.transcribe_window(audio)
+            spent[fit] += time.perf_counter() - t
+            assert complete and words[-1].end <= len(audio) / 16000 + 0.05
+            heard[fit].append((truth[clip], normalise("".join(w.text for w in words))))
+    for (want, full), (_, fitted) in zip(heard[False], heard[True]):
+        common = set(want.split())
+        assert len(common & set(fitted.split())) >= len(common & set(full.split())) - 1, (want, full, fitted)
+    print(f"30 s window {spent[False]:.2f} s, fitted {spent[True]:.2f} s for 3 clips")
+    # Speed is measured in bench/freshness.py (docs/BENCHMARKS.md), not asserted here.
