@@ -47,10 +47,8 @@ def _load(part: str, s: Settings):
 
         # A bundled model is a CTranslate2 one whatever the final recogniser's backend is.
         cls = WhisperASR if s.asr_provisional_model in BUNDLED else _recogniser(s)
-        fast = cls.from_settings(s.model_copy(update={"asr_model": s.asr_provisional_model,
+        return cls.from_settings(s.model_copy(update={"asr_model": s.asr_provisional_model,
                                                       "asr_threads": s.provisional_threads}))
-        fast.fit_window = s.provisional_fit_window  # read by WhisperASR; others encode as they do
-        return fast
     if part == "embedder":
         from manta_models.perception.embed import TextEmbedder
 

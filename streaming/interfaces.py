@@ -48,7 +48,10 @@ class SpeechRecognizer(Protocol):
     def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]: ...
 
     def transcribe_window(self, audio: np.ndarray, prompt: str | None = None,
-                          one_window: bool = True) -> tuple[list[Word], bool]: ...
+                          one_window: bool = True, fit: bool = False) -> tuple[list[Word], bool]:
+        """Word-timed text of ``audio`` (times relative to its start) and whether Whisper finished
+        it. ``one_window``: at most one 30 s encoder pass (the caller keeps what is left);
+        ``fit``: encode only as much as the audio needs (>= 10 s) rather than 30 s."""
 
 
 @dataclass

@@ -24,7 +24,7 @@ log = logging.getLogger("manta.asr")
 
 BUNDLED = ("base", "tiny.en")
 HOP = 160  # audio samples per mel frame (16 kHz, 10 ms)
-# ``fit_window``: the encoder sees the audio plus a second, never less than 10 s. Whisper was trained
+# ``fit``: the encoder sees the audio plus a second, never less than 10 s. Whisper was trained
 # on 30 s windows; measured on the manifesto with tiny.en, 10 s or more gives the same words as 30 s at
 # a third of the time, while 5 s sometimes made the decoder loop (bench/freshness.py, docs/BENCHMARKS.md).
 FIT_MIN_FRAMES, FIT_MARGIN_FRAMES = 1000, 100
@@ -121,7 +121,6 @@ class WhisperASR:
         self.configured_language = self.language  # what a new stream starts from (None: detect)
         self.vad = VadOptions(min_silence_duration_ms=int(min_silence_s * 1000), speech_pad_ms=200)
         self._one_at_a_time = threading.Lock()  # transcribe_as patches the model per call
-        self.fit_window = False  # True: encode only as much as the audio needs (provisional text)
 
     @classmethod
     def from_settings(cls, s) -> "WhisperASR":
@@ -138,26 +137,26 @@ class WhisperASR:
         return words
 
     def transcribe_window(self, audio: np.ndarray, prompt: str | None = None,
-                          one_window: bool = True) -> tuple[list[Word], bool]:
+                          one_window: bool = True, fit: bool = False) -> tuple[list[Word], bool]:
         """Like :meth:`transcribe` but with at most one 30 s encoder pass; returns (words, complete).
 
         When Whisper ends a window before the audio does, faster-whisper seeks back and pays a whole
         extra encoder pass for the leftover second or two. A streaming caller does better to keep
         that leftover and send it along with the next piece: ``complete`` is False when it should.
         """
-        words, complete, self.language = self.transcribe_as(audio, prompt, one_window, self.language)
+        words, complete, self.language = self.transcribe_as(audio, prompt, one_window, self.language, fit)
         return words, complete
 
     def transcribe_as(self, audio: np.ndarray, prompt: str | None, one_window: bool,
-                      language: str | None) -> tuple[list[Word], bool, str | None]:
+                      language: str | None, fit: bool = False) -> tuple[list[Word], bool, str | None]:
         """``transcribe_window`` for a caller that keeps its own language (one stream of many sharing
         this model): returns (words, complete, the language to use next time). Not re-entrant: a
         shared model serves one call at a time (manta_models/serving/shared.py)."""
         with self._one_at_a_time:
-            return self._transcribe_as(audio, prompt, one_window, language)
+            return self._transcribe_as(audio, prompt, one_window, language, fit)
 
     def _transcribe_as(self, audio: np.ndarray, prompt: str | None, one_window: bool,
-                       language: str | None) -> tuple[list[Word], bool, str | None]:
+                       language: str | None, fit: bool) -> tuple[list[Word], bool, str | None]:
         if language is None or not one_window:  # language detection costs a pass of its own
             segments, detected = self._decode(audio, prompt, language)
             words = self._words(segments)
@@ -173,9 +172,9 @@ class WhisperASR:
             passes += 1
             if passes > 1:
                 raise _SecondWindow
-            if self.fit_window:  # the encoder costs what it is given: give it the audio, not 30 s
-                fit = min(features.shape[-1], max(FIT_MIN_FRAMES, -(-(frames + FIT_MARGIN_FRAMES) // 100) * 100))
-                features = features[..., :fit]
+            if fit:  # the encoder costs what it is given: give it the audio, not 30 s
+                size = min(features.shape[-1], max(FIT_MIN_FRAMES, -(-(frames + FIT_MARGIN_FRAMES) // 100) * 100))
+                features = features[..., :size]
             return real_encode(features)
 
         self.model.encode = one_pass  # faster-whisper calls self.encode per window

@@ -88,12 +88,13 @@ class HFWhisperASR:
         return speech_spans(audio, self.vad)
 
     def transcribe_window(self, audio: np.ndarray, prompt: str | None = None,
-                          one_window: bool = True) -> tuple[list[Word], bool]:
+                          one_window: bool = True, fit: bool = False) -> tuple[list[Word], bool]:
         words, complete, self.language = self.transcribe_as(audio, prompt, one_window, self.language)
         return words, complete
 
     def transcribe_as(self, audio: np.ndarray, prompt: str | None, one_window: bool,
-                      language: str | None) -> tuple[list[Word], bool, str | None]:
+                      language: str | None, fit: bool = False) -> tuple[list[Word], bool, str | None]:
+        """``fit`` is ignored: this backend batches windows of one shape (30 s)."""
         return self.transcribe_batch([(audio, language)])[0]
 
     # -- batched ------------------------------------------------------------------------------------

@@ -39,9 +39,9 @@ class SpeechClient:
         return [tuple(s) for s in self.call("vad", audio, self.key, self.priority)]
 
     def transcribe_window(self, audio: np.ndarray, prompt: str | None = None,
-                          one_window: bool = True) -> tuple[list[Word], bool]:
+                          one_window: bool = True, fit: bool = False) -> tuple[list[Word], bool]:
         words, complete, self.language = self.call(
-            self.service, (self.which, audio, prompt, one_window, self.language), self.key, self.priority)
+            self.service, (self.which, audio, prompt, one_window, self.language, fit), self.key, self.priority)
         return words, complete
 
 

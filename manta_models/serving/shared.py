@@ -92,8 +92,8 @@ def _frames(vision):
 
 def _speech(asrs: dict):
     def run(requests: list[tuple]) -> list:
-        return [asrs[which].transcribe_as(audio, prompt, one_window, language)
-                for which, audio, prompt, one_window, language in requests]
+        return [asrs[which].transcribe_as(audio, prompt, one_window, language, *fit)
+                for which, audio, prompt, one_window, language, *fit in requests]
     return run
 
 

@@ -27,9 +27,9 @@ VAD_OVERLAP_S = 1.0  # re-examined audio, so an utterance crossing a check bound
 
 def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
     """Live or real-time-paced streams trade ASR efficiency for freshness; files do the opposite."""
-    if live_paced:
+    if live_paced:  # a live piece (<= 8 s) fits one shorter window: encode just that (``fit``)
         return dict(max_buffer_s=settings.asr_live_max_buffer_s, min_piece_s=settings.asr_live_min_piece_s,
-                    check_every_s=0.5)
+                    check_every_s=0.5, one_window=settings.asr_live_fit_window, fit=settings.asr_live_fit_window)
     return dict(max_buffer_s=settings.asr_max_buffer_s, min_piece_s=settings.asr_min_piece_s,
                 check_every_s=settings.asr_check_every_s, one_window=True)
 
@@ -37,7 +37,8 @@ def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
 class IncrementalTranscriber:
     def __init__(self, asr: SpeechRecognizer, *, max_buffer_s: float = 15.0,
                  min_piece_s: float = 2.0, min_silence_s: float = 0.5, tail_hold_s: float = 1.5,
-                 check_every_s: float = 1.0, prompt_chars: int = 200, one_window: bool = False):
+                 check_every_s: float = 1.0, prompt_chars: int = 200, one_window: bool = False,
+                 fit: bool = False):
         if not 2.0 <= max_buffer_s <= 30.0:
             raise ValueError("max_buffer_s must be within [2, 30] (Whisper sees 30 s at most)")
         if not 0.0 <= min_piece_s <= max_buffer_s:
@@ -51,6 +52,7 @@ class IncrementalTranscriber:
         self.prompt_chars = prompt_chars
         # Recorded files: leftovers wait for the next piece (efficiency). Live: finish each piece now.
         self.one_window = one_window
+        self.fit = fit  # encode only the piece's length (>= 10 s), not a 30 s window
         self._context = ""  # recent committed text, Whisper's prompt for continuity across cuts
         # Only a piece that starts mid-speech gets the prompt: after a pause it buys little, and
         # Whisper tends to skip speech that repeats its prompt (a sign-off, a chant) or to echo it.
@@ -162,7 +164,8 @@ class IncrementalTranscriber:
         offset = self._buf_t0 + start / SAMPLE_RATE
         self.transcribed_seconds += len(piece) / SAMPLE_RATE
         prompt = self._context if self._mid_speech and self._context else None
-        raw, complete = self.asr.transcribe_window(piece, prompt=prompt, one_window=self.one_window)
+        raw, complete = self.asr.transcribe_window(piece, prompt=prompt, one_window=self.one_window,
+                                                   **({"fit": True} if self.fit else {}))
         words = [Word(w.text, offset + w.start, offset + w.end, w.probability) for w in raw]
         if not complete and words:
             # Whisper stopped short of the piece's end: keep the rest for the next piece rather than

@@ -97,11 +97,11 @@ class CrashingASR:
     def speech_spans(self, audio: np.ndarray):
         return self.real.speech_spans(audio)
 
-    def transcribe_window(self, audio, prompt=None, one_window=True):
+    def transcribe_window(self, audio, prompt=None, one_window=True, fit=False):
         self.calls += 1
         if self.calls >= self.fail_on:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return self.real.transcribe_window(audio, prompt, one_window)
+        return self.real.transcribe_window(audio, prompt, one_window, fit)
 
     def __getattr__(self, name):
         return getattr(self.real, name)
