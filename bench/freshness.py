@@ -100,7 +100,12 @@ def measure_stream(log, segments: list[dict], heard: list[dict]) -> dict:
             words.append(dict(end=w["end"], final=final, heard=None if first is None else first - sent_w,
                               first=final if first is None else min(final, first - sent_w)))
     danish = [w["end"] for s in segments for w in s["words"] if _norm(w["text"]) == "danish"]
-    return dict(rows=rows, words=words, danish=danish, unmatched=len(segments) - len(rows))
+    # Precision: of the distinct words ever shown provisionally, how many the final text confirmed.
+    final_words = [(_norm(w["text"]), w["start"]) for s in segments for w in s["words"]]
+    shown = {(_norm(hw["text"]), round(hw["start"], 1)) for h in heard for hw in h["words"]}
+    confirmed = sum(1 for text, t in shown if any(f == text and abs(ft - t) < 1.0 for f, ft in final_words))
+    return dict(rows=rows, words=words, danish=danish, unmatched=len(segments) - len(rows),
+                shown=len(shown), confirmed=confirmed)
 
 
 def wer(reference: list[str], hypothesis: list[str]) -> float:
@@ -170,7 +175,10 @@ def report(res: dict, m: dict, loops: int) -> list[str]:
         f"had sent the audio up to its end. {early} of {len(words)} final words "
         f"({100 * early / max(1, len(words)):.0f} %) were searchable as provisional text first; "
         f"{len(heard)} ({100 * len(heard) / max(1, len(words)):.0f} %) appeared provisionally at all with "
-        "the same spelling (the rest: a different word from the fast model, or final first).",
+        "the same spelling (the rest: a different word from the fast model, or final first). "
+        f"Of the {sum(st['shown'] for st in m.values())} distinct words ever shown provisionally, "
+        f"{100 * sum(st['confirmed'] for st in m.values()) / max(1, sum(st['shown'] for st in m.values())):.0f} % "
+        "were confirmed by the final transcript (same word within 1 s).",
         "",
     ]
     ref = caption_words()

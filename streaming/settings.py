@@ -102,16 +102,19 @@ class Settings(BaseSettings):
     asr_temperature_fallback: bool = Field(
         False, description="retry doubtful windows by sampling (Whisper's default): slower, not repeatable")
     asr_check_every_s: float = Field(1.0, gt=0.0, description="how much new audio triggers a look")
-    asr_live_fit_window: bool = Field(True, description="live or paced pieces: one Whisper window that "
-                                      "encodes only the piece (>= 10 s) instead of 30 s: ~2x cheaper")
+    asr_live_fit_window: bool = Field(False, description="live or paced pieces: one Whisper window that "
+                                      "encodes only the piece (>= 10 s) instead of 30 s: ~2x cheaper, but a "
+                                      "live run repeated a phrase (docs/BENCHMARKS.md, live-window)")
     # Provisional text (live and real-time-paced streams): searchable ~1-3 s after it is said, replaced
     # by the committed transcript above (streaming/ingest/provisional.py)
     asr_provisional_model: str = Field(
         "tiny.en", description="fast recogniser re-decoding what is not final yet: 'tiny.en', 'base', "
         "a local Whisper folder, or 'off'. English-only models skip streams detected as another language")
     provisional_every_s: float = Field(1.0, ge=0.25, le=10.0, description="how often it re-decodes")
-    provisional_agreement: int = Field(2, ge=1, le=3, description="consecutive passes that must agree on a "
-                                       "word before it is searchable (LocalAgreement-n; 1 trusts every pass)")
+    provisional_agreement: int = Field(1, ge=1, le=3, description="consecutive passes that must agree on a "
+                                       "word before it is searchable (LocalAgreement-n); 1 trusts a pass, "
+                                       "except a word touching the end of its audio (measured: faster, more "
+                                       "words, 95 % confirmed; docs/BENCHMARKS.md)")
     provisional_stale_s: float = Field(2.0, gt=0.0, le=30.0, description="a provisional request that "
                                        "waited this long for the shared recogniser is dropped (its audio is old)")
     provisional_fit_window: bool = Field(True, description="encode only the held audio (at least 10 s) "

@@ -50,7 +50,8 @@ def test_per_model_deployments_follow_the_models_the_settings_use():
 
     assert list(bind_models({})) == ["models"]
     split = bind_models({"model_deployments": "per-model"})
-    assert sorted(split) == ["models-frames", "models-ocr", "models-speech", "models-stream", "models-text"]
+    assert sorted(split) == ["models-frames", "models-ocr", "models-provisional", "models-speech",
+                             "models-stream", "models-text"]
     lean = bind_models({"model_deployments": "per-model", "visual_model": "off", "ocr": "off",
-                        "stream_model": "off"})
+                        "stream_model": "off", "asr_provisional_model": "off"})
     assert sorted(lean) == ["models-speech", "models-text"]

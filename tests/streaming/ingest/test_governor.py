@@ -22,6 +22,21 @@ def test_the_ladder_sheds_frames_then_ocr_then_asr_size():
     assert degradation_ladder(0.0, 2.0, False) == [degradation_ladder(0.0, 2.0, False)[0]]
 
 
+def test_provisional_text_is_shed_before_any_frame_and_stays_off_below():
+    ladder = degradation_ladder(2.0, 2.0, True, has_provisional=True)
+    assert [d.provisional for d in ladder] == [True, False, False, False, False]
+    assert (ladder[1].frame_fps, ladder[1].ocr_interval_s, ladder[1].fallback_asr) == (2.0, 2.0, False)
+    assert ladder[2].frame_fps == 1.0 and ladder[-1].fallback_asr
+    assert "no provisional text" in ladder[1].describe() and ladder[1].to_dict()["provisional"] is False
+    gov = Governor(ladder, high_s=10, hold_s=5)
+    gov.update(0.0, 20.0)
+    change = gov.update(5.0, 20.0)  # the first step under load
+    assert change.level == 1 and not change.provisional and change.frame_fps == 2.0
+    # A stream without provisional text keeps the ladder it had.
+    assert all(d.provisional for d in degradation_ladder(2.0, 2.0, False)[:1])
+    assert len(degradation_ladder(2.0, 2.0, True)) == 4
+
+
 def test_a_sustained_backlog_steps_down_one_level_per_hold_and_recovers_slowly():
     gov = Governor(degradation_ladder(1.0, 2.0, False), high_s=10, hold_s=5, recover_s=30)
     assert gov.update(0.0, 12.0) is None  # high, but not for long yet
