@@ -4,11 +4,13 @@ The committed transcript (streaming/ingest/transcript.py) waits for a pause or a
 then pays a whole Whisper call with the configured model: 5–12 s behind the speaker on 2 cores.
 Beside it, every ``every_s`` this stage re-decodes the audio the transcriber still holds (everything
 past its committed words) with a fast recogniser (``asr_provisional_model``, tiny.en by default on
-a CPU) and keeps the words two consecutive hypotheses agree on (LocalAgreement-2, as
-whisper_streaming does): the last word of a hypothesis is often cut mid-word or guessed, and the
-agreement drops it until the next pass hears it whole. Agreed words stay until the committed
-transcript covers their span, then the final words replace them: the provisional text only ever
-covers what is not final yet, so nothing is answered twice.
+a CPU) in a Whisper window fitted to that audio, and keeps the words ``agreement`` consecutive
+hypotheses agree on (LocalAgreement-n, as whisper_streaming does with n = 2). The default is one
+pass with a guard: the last word of a hypothesis is often cut mid-word or guessed, so a word ending
+at the edge of the decoded audio waits for the next pass; measured, that is ~1 s fresher than n = 2
+at p95 and shows more words early, 92 % of them later confirmed (docs/BENCHMARKS.md, freshness).
+Confirmed words stay until the committed transcript covers their span, then the final words replace
+them: the provisional text only ever covers what is not final yet, so nothing is answered twice.
 
 Nothing here touches the committed path: the transcript, word times, checkpoints and exact resume
 stay exactly as they were. The stage runs in its own thread (``ProvisionalWorker``) so the worker
@@ -35,8 +37,8 @@ log = logging.getLogger("manta.provisional")
 WINDOW_S = 29.5  # one Whisper encoder window
 TOUCH_S = 0.05  # slack on a boundary between final and provisional words
 EDGE_S = 0.3  # with agreement 1, a word ending this close to the audio's end waits for the next pass
-REHEARD_S = 1.0
-CONTEXT_S = 1.0  # audio decoded again before the last confirmed word, so the next word is heard whole  # how far before the frontier a word of a new pass may be one heard before
+REHEARD_S = 1.0  # how far before the frontier a word of a new pass may be one heard before
+CONTEXT_S = 1.0  # audio decoded again before the last confirmed word, so the next word is heard whole
 
 
 def _norm(word: Word) -> str:
