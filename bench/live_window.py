@@ -1,10 +1,10 @@
 """A live piece in a fitted Whisper window: cost and word error rate, side by side in one run.
 
 Live and real-time-paced streams cut their audio into short pieces (<= 8 s, at pauses) for
-freshness, and each Whisper call encodes a whole 30 s window for them. With
-``asr_live_fit_window`` (off by default) a piece is encoded in one window that is only as long as it
-needs (the piece plus 1 s, at least 10 s; ``WhisperASR.transcribe_as(fit=True)``); provisional
-passes always do this. Both ways run
+freshness, and each Whisper call used to encode a whole 30 s window for them. With
+``asr_live_fit_window`` (the default) a piece is encoded in one window that is only as long as it
+needs (the piece plus 1 s, at least 10 s; ``WhisperASR.transcribe_as(fit=True)``), without a prompt
+(in a fitted window Whisper echoes it); provisional passes do the same. Both ways run
 here on the same audio with the same model: the manifesto through ``IncrementalTranscriber`` with
 the live profile (as fast as it goes, no pacing), and the five LibriVox clips whole. Word error
 rate against the LibriVox human transcripts, and against the manifesto's captions (machine
@@ -79,7 +79,7 @@ def main() -> None:
     out = []
     for r in rows:
         before = next(x for x in rows if x["model"] == r["model"] and not x["fit"])
-        out.append([f"`{r['model']}`", "fitted" if r["fit"] else "30 s windows (default)",
+        out.append([f"`{r['model']}`", "fitted, no prompt (default)" if r["fit"] else "30 s windows (before)",
                     f"{r['manifesto_s']:.1f} s", f"{before['manifesto_s'] / r['manifesto_s']:.2f}×",
                     f"{r['transcribed']:.0f} s", f"{100 * r['captions_wer']:.1f} %",
                     f"{100 * r['librivox_wer']:.1f} % of {r['refs']}", f"{r['librivox_s']:.2f} s"])

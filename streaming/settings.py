@@ -102,9 +102,9 @@ class Settings(BaseSettings):
     asr_temperature_fallback: bool = Field(
         False, description="retry doubtful windows by sampling (Whisper's default): slower, not repeatable")
     asr_check_every_s: float = Field(1.0, gt=0.0, description="how much new audio triggers a look")
-    asr_live_fit_window: bool = Field(False, description="live or paced pieces: one Whisper window that "
-                                      "encodes only the piece (>= 10 s) instead of 30 s: ~2x cheaper, but a "
-                                      "live run repeated a phrase (docs/BENCHMARKS.md, live-window)")
+    asr_live_fit_window: bool = Field(True, description="live or paced pieces: one Whisper window that "
+                                      "encodes only the piece (>= 10 s) instead of 30 s, without a prompt: "
+                                      "~2x cheaper (docs/BENCHMARKS.md, live-window)")
     # Provisional text (live and real-time-paced streams): searchable ~1-3 s after it is said, replaced
     # by the committed transcript above (streaming/ingest/provisional.py)
     asr_provisional_model: str = Field(

@@ -196,11 +196,13 @@ class ProvisionalWorker:
         # last of them (what is confirmed need not be decoded again: fewer tokens, a faster pass),
         # and never more than one Whisper window.
         start = max(0, p.speech[0][0] - int(0.2 * SAMPLE_RATE), len(p.samples) - int(WINDOW_S * SAMPLE_RATE))
-        prompt = p.prompt
+        # No prompt: in a fitted window Whisper echoes it (streaming/ingest/transcript.py).
+        prompt = p.prompt if not self.fit else None
         if self.agree.confirmed:
             start = max(start, int((self.agree.confirmed[-1].end - CONTEXT_S - p.t0) * SAMPLE_RATE))
-            said = "".join(w.text for w in self.agree.confirmed if w.end <= p.t0 + start / SAMPLE_RATE)
-            prompt = ((p.prompt or "") + said)[-200:].strip() or None
+            if not self.fit:
+                said = "".join(w.text for w in self.agree.confirmed if w.end <= p.t0 + start / SAMPLE_RATE)
+                prompt = ((p.prompt or "") + said)[-200:].strip() or None
         audio = p.samples[start:]
         offset = p.t0 + start / SAMPLE_RATE
         t = time.perf_counter()
