@@ -13,7 +13,6 @@ captions: there is no human transcript for it).
 
 from __future__ import annotations
 
-import re
 import time
 
 
@@ -22,7 +21,7 @@ from streaming.records import SAMPLE_RATE, AudioChunk
 from streaming.source.audio_chunks import decode_audio
 
 from .common import MEDIA, emit, parse_args, section, table
-from .freshness import CLIP_S, caption_words, wer
+from .freshness import CLIP_S, _norm as norm, caption_words, wer
 
 KEY = "live-window"
 CLIP = MEDIA / "manifesto_audiobook_titlecard.mp4"
@@ -30,7 +29,7 @@ LIBRIVOX = ("0870", "0880", "0890", "0920", "0930")
 
 
 def _norm(words: list[str]) -> list[str]:
-    return [x for x in (re.sub(r"[^\w']", "", w.lower()) for w in words) if x]
+    return [x for x in map(norm, words) if x]
 
 
 def librivox_truth() -> dict[str, list[str]]:

@@ -266,8 +266,6 @@ class StreamPipeline:
                     self.window.add_audio(item)
                     words = self.transcriber.push(item)
                     self._commit(self.segmenter.push(words, self.transcriber.committed_until), words)
-                    self._progress()
-                    self.pending_audio = self.transcriber.pending(self.status.committed_seconds)
                 elif isinstance(item, VideoFrame):
                     self.thumbnails.add(item.t, item.image)  # the dashboard's pictures of a live stream
                     vector = self.visual.on_frame(item)
@@ -279,6 +277,8 @@ class StreamPipeline:
                     self.visual.on_cue(item)
                 self._busy += time.perf_counter() - t
                 self._progress()
+                if isinstance(item, AudioChunk):  # for provisional text: what is held past the final words
+                    self.pending_audio = self.transcriber.pending(self.status.committed_seconds)
                 self._govern()
         except Exception as exc:  # noqa: BLE001 - a model crash must surface, not stop silently
             log.exception("worker of stream %s crashed", self.id)

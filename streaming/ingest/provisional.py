@@ -45,11 +45,9 @@ def _norm(word: Word) -> str:
     return re.sub(r"[^\w']", "", word.text.lower())
 
 
-def agreed_prefix(previous: list[Word], current: list[Word], n: int = 2) -> int:
+def agreed_prefix(previous: list[Word], current: list[Word]) -> int:
     """How many leading words of ``current`` the previous hypothesis also had (same words, in the
-    same order, ignoring case and punctuation). ``n`` = 1 trusts every hypothesis as it comes."""
-    if n <= 1:
-        return len(current)
+    same order, ignoring case and punctuation)."""
     k = 0
     while k < len(previous) and k < len(current) and _norm(previous[k]) == _norm(current[k]):
         k += 1
@@ -87,10 +85,6 @@ class LocalAgreement:
         """Final text now reaches ``committed_until``: drop every provisional word before it."""
         self.floor = max(self.floor, committed_until - TOUCH_S)
         self.confirmed = [w for w in self.confirmed if w.start >= self.floor]
-
-    def reset(self) -> None:
-        """A discontinuity (a gap, a reconnect): nothing heard before it can agree with what follows."""
-        self.confirmed, self._history = [], []
 
     def _unconfirmed(self, words: list[Word]) -> list[Word]:
         """A hypothesis's words past the confirmed ones. Two passes place a word up to a few tenths

@@ -166,8 +166,7 @@ class IncrementalTranscriber:
         # In a fitted window Whisper leans on the prompt and echoes it back: measured on the manifesto,
         # a prompt raised WER from 8-10 % to 15-18 % at some chunkings (bench/live_window.py).
         prompt = self._context if self._mid_speech and self._context and not self.fit else None
-        raw, complete = self.asr.transcribe_window(piece, prompt=prompt, one_window=self.one_window,
-                                                   **({"fit": True} if self.fit else {}))
+        raw, complete = self.asr.transcribe_window(piece, prompt=prompt, one_window=self.one_window, fit=self.fit)
         words = [Word(w.text, offset + w.start, offset + w.end, w.probability) for w in raw]
         if not complete and words:
             # Whisper stopped short of the piece's end: keep the rest for the next piece rather than
