@@ -302,11 +302,13 @@ class StreamDirectory:
 
 
 def totals(statuses: list[dict]) -> dict:
-    """The whole service at a glance: how many streams are ingesting, the processing seconds all
-    of them spend per media second together (above the CPUs you gave them, they fall behind), and
-    the worst lag."""
+    """The whole service at a glance: how many streams are ingesting and how many wait for their
+    broadcast, the processing seconds all of them spend per media second together (above the CPUs
+    you gave them, they fall behind), and the worst lag."""
     active = [s for s in statuses if s.get("state") in ("ingesting", "connecting", "reconnecting")]
     return {"streams": len(statuses), "ingesting": len(active),
+            # Listeners added before their broadcast: alive, nothing to process yet (no lag, no RTF).
+            "waiting": sum(s.get("state") == "waiting" for s in statuses),
             "rtf": round(sum(s.get("rtf") or 0.0 for s in active), 4),
             "max_lag_s": round(max((s.get("lag_s") or 0.0 for s in active), default=0.0), 3),
             "failed": sum(s.get("state") in ("failed", "lost") for s in statuses),

@@ -76,7 +76,8 @@ def status_table(streams: list[dict], total: dict | None = None) -> Table:
     """One row per stream; with ``total`` (from GET /v1/streams), a caption for the whole service."""
     caption = None
     if total:
-        caption = (f"{total['ingesting']} of {total['streams']} ingesting · total RTF {total['rtf']:.2f} "
+        waiting = f" · {total['waiting']} waiting for a sender" if total.get("waiting") else ""
+        caption = (f"{total['ingesting']} of {total['streams']} ingesting{waiting} · total RTF {total['rtf']:.2f} "
                    f"· worst lag {total['max_lag_s']:.1f} s · {total.get('degraded', 0)} degraded "
                    f"· {total['failed']} failed")
     table = Table(title="Manta streams", caption=caption, expand=False)

@@ -94,6 +94,7 @@ function renderStreams(list, total) {
   }
   $("streams-empty").hidden = list.length > 0;
   $("totals").textContent = total ? `${total.streams} streams · ${total.ingesting} ingesting · ` +
+    (total.waiting ? `${total.waiting} waiting for a sender · ` : "") +
     `RTF ${total.rtf.toFixed(2)} · worst lag ${total.max_lag_s.toFixed(1)} s` +
     (total.failed ? ` · ${total.failed} failed` : "") : "";
   const scope = $("ask-scope"), keep = scope.value, ids = list.map((s) => s.id).join("\n");

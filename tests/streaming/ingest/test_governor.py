@@ -104,3 +104,21 @@ def test_manta_status_shows_what_a_degraded_stream_sheds():
     text = console.export_text()
     assert "-1: backlog 14.0 s above 10 s" in text and "full" in text
     assert "1 degraded" in text
+
+
+def test_totals_count_listeners_waiting_for_their_broadcast():
+    """A UDP stream added before its sender starts is neither failed nor ingesting: the totals (and
+    `manta status`) say it waits."""
+    from rich.console import Console
+
+    from actors.cli.client import status_table
+    from actors.directory import totals
+
+    streams = [{"id": "cam1", "state": "waiting", "lag_s": None, "rtf": None, "source": "udp://127.0.0.1:5000"},
+               {"id": "cam2", "state": "ingesting", "lag_s": 1.5, "rtf": 0.3, "degraded": 0,
+                "source": "udp://127.0.0.1:5001"}]
+    total = totals(streams)
+    assert (total["ingesting"], total["waiting"], total["failed"], total["max_lag_s"]) == (1, 1, 0, 1.5)
+    console = Console(width=250, record=True)
+    console.print(status_table(streams, total))
+    assert "1 of 2 ingesting · 1 waiting for a sender" in console.export_text()
