@@ -5,8 +5,8 @@ streams, N PyAV sender threads replay the same narrated clip as MPEG-TS over UDP
 real-time pace (codec copy, so the senders cost almost nothing), all at once. Every second the
 benchmark reads ``GET /v1/streams``: each stream's lag (how far its searchable media trails the
 clock), backlog, backpressure level and RTF. A stream is *sustained* when its lag p95 after warm-up
-stays under ``SUSTAIN_LAG_S`` and does not drift upward (slope of lag over the run's second half
-under 0.05 s per s). N grows until a run is not sustained.
+stays under ``SUSTAIN_LAG_S``, does not drift upward (slope of lag after warm-up under 0.05 s per s)
+and the governor shed nothing (full quality). N grows until a run is not sustained.
 """
 
 from __future__ import annotations
@@ -52,14 +52,17 @@ def judge(samples: list[tuple[float, dict]]) -> dict:
     first = next((t for t, st in samples if st["state"] == "ingesting"), None)
     warm = [(t, st) for t, st in samples if first is not None and t >= first + WARM_S]
     lags = [st["lag_s"] for _, st in warm]
-    half = warm[len(warm) // 2:]
-    slope = float(np.polyfit([t for t, _ in half], [st["lag_s"] for _, st in half], 1)[0]) if len(half) > 5 else \
-        float("nan")
+    # The lag is a sawtooth (a live piece is held up to asr_live_max_buffer_s, then committed at
+    # once), so its slope is fitted over the whole warm-up-free window: over half of an 80 s run
+    # (2026-12-05) one period more or less read as ±0.1 s/s of drift on streams at RTF 0.26.
+    slope = float(np.polyfit([t for t, _ in warm], lags, 1)[0]) if len(warm) > 10 else float("nan")
     p95 = pct(lags, 95)
     return dict(p50=pct(lags, 50), p95=p95, max=max(lags, default=float("nan")), slope=slope,
                 level=max((st.get("degraded") or 0 for _, st in warm), default=0),
                 rtf=warm[-1][1]["rtf"] if warm else float("nan"),
-                sustained=bool(lags) and p95 < SUSTAIN_LAG_S and slope < 0.05)
+                # Full quality: a stream the governor had to shed (frames, OCR) did not hold real time.
+                sustained=bool(lags) and p95 < SUSTAIN_LAG_S and slope < 0.05 and
+                max((st.get("degraded") or 0 for _, st in warm), default=0) == 0)
 
 
 def main() -> None:
@@ -102,7 +105,8 @@ def main() -> None:
         "Streams sustained in real time on this machine: " + ", ".join(
             f"`{m}` {mode}: {best.get((m, mode), 0)}" for m in args.models.split(",")
             for mode in args.modes.split(",")) +
-        f" (sustained: every stream's lag p95 < {SUSTAIN_LAG_S:g} s with no upward drift).",
+        f" (sustained: every stream's lag p95 < {SUSTAIN_LAG_S:g} s, no upward drift (lag slope over the "
+        f"run after warm-up < 0.05 s/s) and nothing shed by the governor).",
     ]
     emit(KEY, section("Many live streams (bench/live_streams.py)", body), args.write)
 
