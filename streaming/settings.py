@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     asr_min_piece_s: float = Field(20.0, ge=0.0, le=30.0, description="speech gathered per Whisper call")
     asr_live_max_buffer_s: float = Field(8.0, ge=2.0, le=30.0, description="same, live or paced")
     asr_live_min_piece_s: float = Field(1.5, ge=0.0, le=30.0, description="same, live or paced")
+    asr_live_first_piece_s: float = Field(
+        4.0, ge=0.0, le=30.0, description="live or paced: the first piece after a start or a gap is cut "
+        "at this much speech (at most the buffer above), so a new stream's first words are final in "
+        "seconds; 0 = no shorter first piece")
     asr_min_silence_s: float = Field(0.5, ge=0.1, description="pause that closes an utterance")
     asr_tail_hold_s: float = Field(1.5, ge=0.0, description="words this close to a forced cut wait")
     asr_temperature_fallback: bool = Field(
@@ -255,6 +259,9 @@ class Settings(BaseSettings):
         shortest = min(self.asr_max_buffer_s, self.asr_live_max_buffer_s)
         if self.asr_tail_hold_s >= shortest / 2:
             raise ValueError("asr_tail_hold_s must be less than half of the smaller ASR buffer")
+        first = min(self.asr_live_first_piece_s, self.asr_live_max_buffer_s)
+        if first and self.asr_tail_hold_s >= first / 2:
+            raise ValueError("asr_tail_hold_s must be less than half of asr_live_first_piece_s (or set it to 0)")
         return self
 
     @classmethod

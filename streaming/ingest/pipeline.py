@@ -80,7 +80,8 @@ class StreamPipeline:
             reconnect_max=settings.reconnect_max_s, stop=self._stop, on_gap=self.status.gaps.append,
             start_at=resume_t, subtitles=settings.subtitles, scene_threshold=settings.scene_threshold,
             resumed=cp is not None, check=SourcePolicy.from_settings(settings),
-            listen_wait=settings.listen_wait_s, connect_retry=settings.connect_retry_s)
+            listen_wait=settings.listen_wait_s, connect_retry=settings.connect_retry_s,
+            read_before=cp.media_seconds if cp else 0.0)
         self.segmenter = MicroSegmenter(stream_id, target_s=settings.micro_target_s, fill_quiet=True,
                                         start=resume_t, seq=cp.next_seq if cp else 0)
         self.window = SignalWindow()

@@ -28,8 +28,10 @@ VAD_OVERLAP_S = 1.0  # re-examined audio, so an utterance crossing a check bound
 def transcriber_profile(settings: Settings, live_paced: bool) -> dict:
     """Live or real-time-paced streams trade ASR efficiency for freshness; files do the opposite."""
     if live_paced:  # a live piece (<= 8 s) fits one shorter window: encode just that (``fit``)
+        first = min(settings.asr_live_first_piece_s, settings.asr_live_max_buffer_s) or None
         return dict(max_buffer_s=settings.asr_live_max_buffer_s, min_piece_s=settings.asr_live_min_piece_s,
-                    check_every_s=0.5, one_window=settings.asr_live_fit_window, fit=settings.asr_live_fit_window)
+                    check_every_s=0.5, one_window=settings.asr_live_fit_window, fit=settings.asr_live_fit_window,
+                    first_piece_s=first)
     return dict(max_buffer_s=settings.asr_max_buffer_s, min_piece_s=settings.asr_min_piece_s,
                 check_every_s=settings.asr_check_every_s, one_window=True)
 
@@ -38,15 +40,22 @@ class IncrementalTranscriber:
     def __init__(self, asr: SpeechRecognizer, *, max_buffer_s: float = 15.0,
                  min_piece_s: float = 2.0, min_silence_s: float = 0.5, tail_hold_s: float = 1.5,
                  check_every_s: float = 1.0, prompt_chars: int = 200, one_window: bool = False,
-                 fit: bool = False):
+                 fit: bool = False, first_piece_s: float | None = None):
         if not 2.0 <= max_buffer_s <= 30.0:
             raise ValueError("max_buffer_s must be within [2, 30] (Whisper sees 30 s at most)")
         if not 0.0 <= min_piece_s <= max_buffer_s:
             raise ValueError("min_piece_s must be within [0, max_buffer_s]")
         if tail_hold_s >= max_buffer_s / 2:
             raise ValueError("tail_hold_s must be less than half of max_buffer_s")
+        if first_piece_s is not None and not 2 * tail_hold_s < first_piece_s <= max_buffer_s:
+            raise ValueError("first_piece_s must be within (2 × tail_hold_s, max_buffer_s]")
         self.asr = asr
         self.max_samples = int(max_buffer_s * SAMPLE_RATE)
+        # A stream that has just started (or come back after a gap) has nothing final yet: its first
+        # piece is cut shorter, so its first words are final in seconds rather than after a full
+        # buffer of unbroken speech. One extra recogniser pass per start.
+        self.first_samples = int(first_piece_s * SAMPLE_RATE) if first_piece_s else self.max_samples
+        self._first = True  # no piece transcribed since the start or the last discontinuity
         self.min_piece = int(min_piece_s * SAMPLE_RATE)
         self.min_silence = int(min_silence_s * SAMPLE_RATE)
         self.prompt_chars = prompt_chars
@@ -71,6 +80,10 @@ class IncrementalTranscriber:
         self.min_skipped = int(1.0 * SAMPLE_RATE)
 
     @property
+    def _max_now(self) -> int:
+        return self.first_samples if self._first else self.max_samples
+
+    @property
     def buffered_seconds(self) -> float:
         return len(self._buf) / SAMPLE_RATE
 
@@ -93,11 +106,12 @@ class IncrementalTranscriber:
             self._buf = chunk.samples.astype(np.float32, copy=True)
             self._since_check = len(chunk.samples)
             self._spans, self._vad_done = [], 0
+            self._first = True
         else:
             words = []
             self._buf = np.concatenate([self._buf, chunk.samples.astype(np.float32, copy=False)])
             self._since_check += len(chunk.samples)
-        if self._since_check >= self.check_every or len(self._buf) >= self.max_samples:
+        if self._since_check >= self.check_every or len(self._buf) >= self._max_now:
             self._since_check = 0
             words += self._step(final=False)
         return words
@@ -152,7 +166,7 @@ class IncrementalTranscriber:
             if self._buf_t0 >= buf_t0 + (cut - 1) / SAMPLE_RATE:
                 self.committed_until = max(self.committed_until, buf_t0 + silent_until / SAMPLE_RATE)
             return words
-        if len(buf) >= self.max_samples or len(buf) > limit:
+        if len(buf) >= self._max_now or len(buf) > limit:
             return self._commit(spans[0][0], min(len(buf), limit), hold_tail=True)
         if spans[0][0] > self.pad:  # drop leading silence so the buffer holds speech only
             self._advance(spans[0][0] - self.pad)
@@ -163,6 +177,7 @@ class IncrementalTranscriber:
         piece = self._buf[start:cut]
         offset = self._buf_t0 + start / SAMPLE_RATE
         self.transcribed_seconds += len(piece) / SAMPLE_RATE
+        self._first = False
         # In a fitted window Whisper leans on the prompt and echoes it back: measured on the manifesto,
         # a prompt raised WER from 8-10 % to 15-18 % at some chunkings (bench/live_window.py).
         prompt = self._context if self._mid_speech and self._context and not self.fit else None

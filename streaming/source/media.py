@@ -67,6 +67,14 @@ def _open_options(spec: SourceSpec) -> dict[str, str]:
     return opts
 
 
+def _first_timestamp(container, streams) -> float:
+    """The first packet time of a file's followed tracks (0 when none says): read before a seek."""
+    for packet in container.demux(*streams):
+        if packet.pts is not None and packet.time_base is not None:
+            return float(packet.pts * packet.time_base)
+    return 0.0
+
+
 def open_container(spec: SourceSpec, open_timeout: float, read_timeout: float,
                    options: dict[str, str] | None = None):
     """Open with bounded waits; raise SourceError with a readable reason. ``options``: more FFmpeg
@@ -135,7 +143,7 @@ class MediaSource:
                  on_gap: Callable[[Gap], None] | None = None, start_at: float = 0.0,
                  subtitles: bool = True, scene_threshold: float | None = None, resumed: bool = False,
                  check: Callable[[SourceSpec], dict[str, str]] | None = None,
-                 listen_wait: float | None = 0.0, connect_retry: float = 0.0):
+                 listen_wait: float | None = 0.0, connect_retry: float = 0.0, read_before: float = 0.0):
         if pace not in ("fast", "realtime"):
             raise ValueError("pace must be 'fast' or 'realtime'")
         self.spec = spec
@@ -158,6 +166,10 @@ class MediaSource:
         # Resuming after a restart: a file seeks to start_at; a live source's media time goes on
         # from there (it cannot rewind), so times stay monotonic across the restart.
         self.start_at = start_at
+        # A real-time-paced file restarted from its checkpoint had already been read up to here:
+        # that part is read again at once and the pace resumes after it, so the restart does not
+        # also make the stream wait out media it had played once (as a live broadcast would not).
+        self.read_before = read_before
         # A live stream brought back by a restart did connect before: if its sender is down now,
         # that is an outage to wait out (with backoff, recorded as a gap), not a typo to report.
         self.progress.ever_connected = spec.live and resumed
@@ -322,6 +334,10 @@ class MediaSource:
         media0 = self._offset
         skip_until = 0.0
         if not self.spec.live and self.start_at > 0:
+            if base is None:
+                # No container start time (WAV): the clock would take the first frame after the
+                # seek as media 0 and shift everything by start_at. The file's own first timestamp is.
+                base = clock.base = _first_timestamp(container, streams)
             # Lands on the keyframe before start_at; what precedes start_at is decoded and dropped.
             container.seek(int((self.start_at + (base or 0.0)) * 1e6))
             media0 = skip_until = self.start_at
@@ -340,7 +356,11 @@ class MediaSource:
             return t
 
         def paced(chunk_end: float):
+            nonlocal wall0, media0
             if self.pace == "realtime":
+                if chunk_end <= self.read_before:
+                    wall0, media0 = time.monotonic(), chunk_end  # the pace starts after it
+                    return
                 due = wall0 + (chunk_end - media0)
                 wait = due - time.monotonic()
                 if wait > 0:

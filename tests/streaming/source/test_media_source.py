@@ -98,6 +98,42 @@ def test_realtime_pace_follows_the_clock(wav3: Path) -> None:
     assert sum(len(c.samples) for c in paced) == sum(len(c.samples) for c in fast)
 
 
+@pytest.mark.parametrize("clip", ["librivox_sense_and_sensibility_0920.wav", "jfk_inaugural_1961.flac"])
+def test_a_file_resumed_mid_way_gives_the_same_audio_at_the_same_times(clip: str) -> None:
+    """A restart resumes a file at its checkpoint by seeking. A WAV file has no container start time,
+    and the clock took the first frame after the seek as media 0: resumed at 2 s, the stream got the
+    audio from 4 s on labelled as 2 s (what was said in between was lost, the rest misplaced)."""
+    spec = parse_source(str(_media(clip)))
+    whole = np.concatenate([c.samples for c in MediaSource(spec) if isinstance(c, AudioChunk)])
+    resumed = [c for c in MediaSource(spec, start_at=2.0) if isinstance(c, AudioChunk)]
+    assert resumed[0].t0 == pytest.approx(2.0, abs=0.01)
+    assert resumed[-1].t1 == pytest.approx(len(whole) / SAMPLE_RATE, abs=0.05)  # nothing dropped at the end
+    audio = np.concatenate([c.samples for c in resumed])
+    # 3-4 s of the resumed read against the whole read around 3-4 s: the same sound at the same time
+    # (a seek may start the resampler at another phase: samples differ slightly, the lag does not).
+    part, slack = audio[SAMPLE_RATE:2 * SAMPLE_RATE], int(0.5 * SAMPLE_RATE)
+    around = whole[3 * SAMPLE_RATE - slack:4 * SAMPLE_RATE + slack]
+    scores = [float(np.dot(part, around[k:k + len(part)])) for k in range(2 * slack + 1)]
+    lag = (int(np.argmax(scores)) - slack) / SAMPLE_RATE
+    best = around[int(np.argmax(scores)):][:len(part)]
+    assert abs(lag) <= 0.002, f"resumed audio is {lag:+.3f} s off"
+    assert np.corrcoef(part, best)[0, 1] > 0.99
+
+
+@pytest.mark.slow  # waits on a real clock
+def test_a_paced_file_restarted_rereads_what_it_had_played_at_once_then_keeps_pace(wav5: Path) -> None:
+    """A real-time-paced file restarted from its checkpoint (1 s) after a crash at 3 s of media:
+    the 2 s it had played already are read again without waiting, the rest at the clock's pace."""
+    src = MediaSource(parse_source(str(wav5)), pace="realtime", start_at=1.0, read_before=3.0)
+    t = time.monotonic()
+    arrived = [(c.t1, time.monotonic() - t) for c in src]
+    caught_up = max(at for t1, at in arrived if t1 <= 3.0 + 1e-6)
+    assert arrived[0][0] <= 1.6 and caught_up < 0.5, arrived  # not the 2 s a paced read takes
+    # The last 2 s still follow the clock (its last half-second chunk comes with the end of file).
+    assert 1.2 <= arrived[-1][1] < 3.5, arrived
+    assert arrived[-1][0] == pytest.approx(5.0, abs=0.1)
+
+
 def test_stop_event_ends_iteration_promptly(wav5: Path) -> None:
     stop = threading.Event()
     src = MediaSource(parse_source(str(wav5)), pace="realtime", stop=stop)
