@@ -18,6 +18,7 @@ import av
 
 from streaming.source import watchdog
 from streaming.source.audio_chunks import AudioChunker
+from streaming.source.continuity import Resume
 from streaming.records import Gap, MediaChunk, VideoFrame
 from streaming.source.patience import FirstConnect
 from streaming.source.relay import (RELAYED_SCHEMES, ProtocolMissing, RelayTimeout, open_relay,
@@ -181,6 +182,8 @@ class MediaSource:
         self._decoded_to = 0.0  # media time decoded so far, emitted or not (audio waits for a full chunk)
         self._failure: Exception | None = None  # a read error, raised once what was read is flushed
         self._playlist_ended = False  # an HLS playlist with #EXT-X-ENDLIST: its clean end is the end
+        self._raw_end: float | None = None  # source time where the delivered audio (or video) ended
+        self._resume: Resume | None = None  # a reopened playlist, until its first packet is seen
 
     def probe(self) -> None:
         """Open now, so a bad file fails at once rather than later in a background thread."""
@@ -227,7 +230,12 @@ class MediaSource:
             if outage_start is not None:
                 now = time.time()
                 self._offset = self._media_end + (now - outage_start)
-                self._gap(Gap(self._media_end, outage_start, now, self.progress.last_error or "disconnected"))
+                outage = Gap(self._media_end, outage_start, now, self.progress.last_error or "disconnected")
+                if _is_playlist(self.spec) and self._raw_end is not None:
+                    # Placed by the encoder's timestamps if they go on: decided on the first packet.
+                    self._resume = Resume(self._raw_end, self._media_end, outage)
+                else:
+                    self._gap(outage)
                 self.progress.reconnects += 1
                 outage_start = None
             else:
@@ -244,6 +252,9 @@ class MediaSource:
                 log.warning("source %s interrupted: %s", self.spec.display, redact_text(str(exc)))
             finally:
                 container.close()
+                if self._resume is not None:  # the reopened playlist sent nothing: the outage goes on
+                    self._gap(self._resume.outage)
+                    self._resume = None
             if not self.spec.live or self.stop.is_set():
                 return
             if clean_end and self._playlist_ended:
@@ -328,6 +339,7 @@ class MediaSource:
         # across timestamp jumps (streaming/source/timeline.py). Live sources judge jumps against the time
         # spent waiting on the source, which a slow consumer does not inflate.
         clock = MediaClock(offset=self._offset, base=base, live=self.spec.live)
+        resumed: Resume | None = None  # a reopened playlist that goes on from what was delivered
         counted = (self.progress.discontinuities, self.progress.timestamp_wraps)
         next_frame_t = 0.0
         wall0 = time.monotonic()
@@ -369,7 +381,17 @@ class MediaSource:
         for packet in self._packets(container, streams):
             if self.stop.is_set():
                 return
+            raw = float(packet.pts * packet.time_base) if packet.pts is not None else None
+            if self._resume is not None and raw is not None:  # a reopened playlist's first packet
+                resumed, gap = self._resume.after(raw)
+                self._resume = None
+                if gap is not None:
+                    self._gap(gap)
+                if resumed is not None:  # its timestamps go on, and so does media time (continuity.py)
+                    clock, media0 = resumed.clock(), resumed.media_end + resumed.hole(raw)
             if packet.stream.index in tracks:
+                if resumed is not None and resumed.delivered(raw):
+                    continue  # a cue the previous connection delivered
                 for cue in tracks[packet.stream.index].push(packet):
                     if cue.t1 > skip_until:
                         yield cue
@@ -382,6 +404,8 @@ class MediaSource:
                 self.progress.decode_errors += 1
                 continue
             for frame in frames:
+                if resumed is not None and resumed.delivered(frame.time):
+                    continue  # the demuxer started before the previous connection's end: a repeat
                 if packet.stream is audio:
                     t = media_time(frame.time, "audio")
                     for chunk in chunker.push(frame, t, timed=frame.time is not None):
@@ -389,6 +413,8 @@ class MediaSource:
                         self._media_end = max(self._media_end, chunk.t1)
                         yield chunk
                     self._decoded_to = chunker.decoded_to
+                    if frame.time is not None:
+                        self._raw_end = frame.time + frame.samples / frame.sample_rate
                 else:
                     t = media_time(frame.time, "video")
                     # Every decoded frame goes through the cut detector (64x36, well under 1 ms), so
@@ -398,6 +424,8 @@ class MediaSource:
                     if audio is None:  # pictures are the clock: the stream lasts to its last frame
                         step = float(frame.duration * frame.time_base) if frame.duration else 0.0
                         self._media_end = max(self._media_end, t + step)
+                        if frame.time is not None:
+                            self._raw_end = frame.time + step
                     on_grid = t + 1e-6 >= next_frame_t
                     if t + 1e-6 < skip_until or not (on_grid or cut is not None):
                         continue

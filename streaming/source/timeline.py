@@ -97,12 +97,16 @@ class MediaClock:
     timestamp if None). Live sources pass ``wall`` to ``observe``: the seconds the source has taken
     to deliver so far, measured only while waiting on it, so a slow consumer does not look like a
     sender outage. Without it (recorded files) jumps are judged against ``FILE_JUMP_S``.
+    ``keep_base``: ``base`` is a timestamp of this very source's timeline (where a reopened HLS
+    playlist's previous connection ended, streaming/source/continuity.py), kept however far the
+    first frame is from it.
     """
 
     offset: float = 0.0
     base: float | None = None
     live: bool = False
     period: float | None = PTS_PERIOD_S
+    keep_base: bool = False
     count: int = field(default=0, init=False)  # discontinuities so far
     wraps: int = field(default=0, init=False)  # timestamp wraps unwrapped so far
     records: list[Discontinuity] = field(default_factory=list, init=False)
@@ -179,7 +183,7 @@ class MediaClock:
             # A live start time far from the first frame belongs to some other stream (a data track,
             # a stale probe): mapping by it would open a hole right at the start. A file's is kept:
             # it is where a seek lands and where its own media time counts from.
-            if abs(raw - base) > LIVE_AHEAD_S:
+            if abs(raw - base) > LIVE_AHEAD_S and not self.keep_base:
                 base = None
         return _Segment(raw0=raw if base is None else base, media0=self.offset, hi=raw, hi_wall=wall)
 
