@@ -164,6 +164,10 @@ def test_a_two_voice_stream_is_ingested_as_two_speakers_and_answered(encoder, vo
     restored = again.load("mix")
     assert [s.speaker for s in restored.segments] == [s.speaker for s in segs]
     assert set(restored.voices) == {s.seq for s in labelled}
+    # The stream's actor starting again over that store: labels searchable, centroids rebuilt.
+    back = _ingest(source, Models(*asr_embedder, speaker=encoder), again)
+    assert [s.speaker for s in StreamView.of(back).segments()] == [s.speaker for s in segs]
+    assert back.speakers.clusters.labels == ["S1", "S2"] and back.speakers.info() == {"speakers_next": 3}
     again.close()
 
 
