@@ -141,3 +141,16 @@ def test_a_failing_speaker_model_leaves_segments_unlabelled_not_lost():
     stage.on_audio(AudioChunk(np.zeros(3 * SAMPLE_RATE, np.float32), 0.0, 0.0))
     labelled, vectors = stage.label([seg(0, 0.0, 3.0)])
     assert [(s.seq, s.speaker) for s in labelled] == [(0, None)] and vectors == [None]
+
+
+def test_without_the_package_the_speaker_model_is_off(monkeypatch):
+    import importlib.util
+
+    from streaming.settings import Settings
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "resemblyzer" else real(name, *a))
+    assert Settings().speaker_model == "off"
+    assert Settings(speaker_model="off").speaker_model == "off"
+    with pytest.raises(ValueError):
+        Settings(speaker_model="pyannote")
