@@ -95,7 +95,7 @@ class ModelService:
 GROUPS: dict[str, tuple[str, ...]] = {
     "speech": ("speech", "vad"), "text": ("text",), "frames": ("frames",), "ocr": ("ocr",),
     "stream": ("stream",), "clip": ("clip_frames", "clip_text"), "caption": ("caption",),
-    "provisional": ("provisional",)}
+    "provisional": ("provisional",), "voice": ("voice",)}
 
 
 def bind_models(settings: dict) -> dict:

@@ -307,6 +307,7 @@ class StreamActor:
                  "surprise": s.surprise, "surprise_raw": s.surprise_raw, "novelty": s.novelty,
                  "boundary": s.boundary, "coherence": s.coherence, "density": s.density,
                  "merged_into": s.merged_into,
+                 **({"speaker": s.speaker} if s.speaker else {}),  # only where a speaker model labels voices
                  # Within the segment: a title still on screen keeps growing its own span.
                  "shown": [{"kind": it.kind, "text": it.text, "start": max(it.t0, s.t0),
                             "end": min(it.t1, s.t1)} for it in s.shown],

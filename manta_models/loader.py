@@ -11,7 +11,8 @@ from streaming.settings import Settings
 log = logging.getLogger("manta.models")
 
 # Every model a stream may use, in the order ``shared`` returns them.
-PARTS = ("asr", "embedder", "vision", "reader", "clip", "captioner", "stream_model", "fallback", "provisional")
+PARTS = ("asr", "embedder", "vision", "reader", "clip", "captioner", "stream_model", "fallback", "provisional",
+         "speaker")
 
 
 def _recogniser(s: Settings):
@@ -31,7 +32,7 @@ def enabled(part: str, s: Settings) -> bool:
             "vision": s.visual_model != "off" and s.frame_fps > 0,
             "reader": s.ocr != "off" and (s.frame_fps > 0 or s.subtitles),
             "clip": bool(s.clip_model), "captioner": bool(s.caption_model),
-            "stream_model": s.stream_model != "off"}[part]
+            "stream_model": s.stream_model != "off", "speaker": s.speaker_model != "off"}[part]
 
 
 def _load(part: str, s: Settings):
@@ -69,6 +70,10 @@ def _load(part: str, s: Settings):
         from manta_models.perception.captioner import Captioner
 
         return Captioner(s.caption_model, threads=s.torch_threads)
+    if part == "speaker":
+        from manta_models.perception.speaker import SpeakerEncoder
+
+        return SpeakerEncoder(threads=s.torch_threads)
     if part == "stream_model":
         from manta_models.statespace.stream_model import load_stream_model
 
@@ -104,15 +109,15 @@ class ModelSet:
 
     def shared(self) -> tuple:
         """(asr, embedder, vision, reader, clip, captioner, stream_model, asr_fallback,
-        asr_provisional), loaded once."""
+        asr_provisional, speaker), loaded once."""
         return tuple(self.part(p) for p in PARTS)
 
     def for_stream(self) -> Models:
-        asr, embedder, vision, reader, clip, captioner, stream_model, fallback, provisional = self.shared()
+        asr, embedder, vision, reader, clip, captioner, stream_model, fallback, provisional, speaker = self.shared()
         stepper = None
         if stream_model is not None:
             from manta_models.statespace.stream_model import StreamStepper
 
             stepper = StreamStepper(stream_model)
         return Models(asr=asr, embedder=embedder, vision=vision, ocr=reader, clip=clip, captioner=captioner,
-                      stepper=stepper, asr_fallback=fallback, asr_provisional=provisional)
+                      stepper=stepper, asr_fallback=fallback, asr_provisional=provisional, speaker=speaker)

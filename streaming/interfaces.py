@@ -44,6 +44,13 @@ class Stepper(Protocol):
     def load_state_dict(self, d: dict[str, np.ndarray]) -> None: ...
 
 
+class VoiceEmbedder(Protocol):
+    """Speaker vectors (manta_models.perception.speaker.SpeakerEncoder): one unit row per clip of
+    16 kHz mono audio, a zero row for a clip too short to tell."""
+
+    def embed(self, clips: list[np.ndarray]) -> np.ndarray: ...
+
+
 class SpeechRecognizer(Protocol):
     def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]: ...
 
@@ -65,6 +72,7 @@ class Models:
     stepper: Stepper | None = None  # the stream model, with this stream's state
     asr_fallback: SpeechRecognizer | None = None  # smaller ASR for a stream that falls behind
     asr_provisional: SpeechRecognizer | None = None  # fast ASR for live text not yet final
+    speaker: VoiceEmbedder | None = None  # voices, for speaker labels (None: speaker_model off)
 
 
 ModelLoader = Callable[[], Models]

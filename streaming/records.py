@@ -198,6 +198,9 @@ class MicroSegment:
     seen: tuple[SeenLabels, ...] = ()
     density: float | None = None  # streaming.memory.density: what summaries keep first
     merged_into: int | None = None  # seq of the earlier segment this one repeats (dedup)
+    # Who spoke (S1, S2, … in order of first appearance; streaming/ingest/speakers.py); None when
+    # the speaker model is off or the segment holds too little speech to tell.
+    speaker: str | None = None
 
     @property
     def text(self) -> str:
@@ -220,9 +223,13 @@ class Evidence:
     # Heard but not yet final: a small recogniser's words, replaced by the committed transcript
     # within seconds (streaming/ingest/provisional.py). Never both for the same span.
     provisional: bool = False
+    speaker: str | None = None  # who said it (S1, S2, …), when the stream has speaker labels
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["speaker"] is None:  # absent, not null, where no speaker model runs
+            del d["speaker"]
+        return d
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ Environment first so an operator can override a checked-in config file without e
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 from pathlib import Path
@@ -156,6 +157,10 @@ class Settings(BaseSettings):
     clip_model: str | None = Field(None, description="local CLIP/SigLIP folder: text-to-frame search")
     caption_model: str | None = Field(None, description="local captioning VLM folder (BLIP-type)")
     stream_model: str = Field("bundled", description="'bundled', 'off' or a file from train_stream")
+    # Found, not imported (importing it would pull librosa): on when the package is installed.
+    speaker_model: Literal["resemblyzer", "off"] = Field(
+        default_factory=lambda: "resemblyzer" if importlib.util.find_spec("resemblyzer") else "off",
+        description="voices told apart per micro segment: speaker labels S1, S2, … ('off': none)")
     surprise_threshold: float = Field(1.5, gt=0.0, description="z-score that proposes a boundary")
     boundary_signal: Literal["novelty", "surprise"] = Field(
         "novelty", description="feature change (measured better, bench/boundaries.py) or Mamba surprise")

@@ -113,6 +113,16 @@ class CaptionClient:
         return list(self.call("caption", list(frames), self.key, self.priority))
 
 
+class VoiceClient:
+    def __init__(self, call: Call, key: str, priority: int):
+        self.call, self.key, self.priority = call, key, priority
+
+    def embed(self, clips: list[np.ndarray]) -> np.ndarray:
+        if not clips:
+            return np.zeros((0, 256), dtype=np.float32)
+        return np.asarray(self.call("voice", list(clips), self.key, self.priority), dtype=np.float32)
+
+
 def stream_models(call: Call, facts, stream_id: str, priority: int) -> Models:
     """One stream's ``Models`` over the services ``facts`` (a ServiceFacts) lists."""
     has = set(facts.services)
@@ -127,4 +137,5 @@ def stream_models(call: Call, facts, stream_id: str, priority: int) -> Models:
         stepper=StepperClient(call, stream_id, priority) if "stream" in has else None,
         asr_fallback=SpeechClient(call, "fallback", lang, stream_id, priority) if facts.speech_fallback else None,
         asr_provisional=SpeechClient(call, "provisional", lang, stream_id, priority, "provisional")
-        if getattr(facts, "speech_provisional", False) else None)
+        if getattr(facts, "speech_provisional", False) else None,
+        speaker=VoiceClient(call, stream_id, priority) if "voice" in has else None)

@@ -18,7 +18,8 @@ of one stream's, and a stream never holds weights.
   ``provisional_stale_s`` is dropped, as its audio is old by then (streaming/ingest/provisional.py);
 - stream: the stream model's step on state the caller sends and gets back (the state is the
   stream's: it is checkpointed with the stream, never kept here);
-- clip_frames, clip_text, caption: the optional CLIP and captioner, when configured.
+- clip_frames, clip_text, caption: the optional CLIP and captioner, when configured;
+- voice: speaker vectors of every stream's speech clips waiting, in one LSTM call (speaker_model).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class UnknownService(ValueError):
 SERVICES: dict[str, tuple[str, ...]] = {
     "speech": ("asr", "fallback"), "vad": ("asr",), "text": ("embedder",), "frames": ("vision",),
     "ocr": ("reader",), "stream": ("stream_model",), "clip_frames": ("clip",), "clip_text": ("clip",),
-    "caption": ("captioner",), "provisional": ("provisional",)}
+    "caption": ("captioner",), "provisional": ("provisional",), "voice": ("speaker",)}
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,8 @@ class SharedModels:
                     services["clip_text"] = b("clip_text", _flat(clip.encode_text))
                 if captioner is not None:
                     services["caption"] = b("caption", _flat(captioner.caption))
+                if m["speaker"] is not None and "voice" in self.wanted:
+                    services["voice"] = b("voice", _flat(m["speaker"].embed))
                 self._facts = ServiceFacts(
                     tuple(services), embedder.dim if embedder is not None else None,
                     vision.dim if vision is not None else None,

@@ -21,6 +21,7 @@ from streaming.answer.rerank import Ranked
 from streaming.question.intent import QueryIntent, parse_question
 from streaming.question.language import asks_language
 from streaming.question.overview import asks_overview
+from streaming.question.speakers import asks_speakers
 from streaming.question.timewords import START_S, TimeIntent, parse_time_words
 from streaming.records import Candidate, Evidence
 from streaming.search.retrieve import Retrieved
@@ -52,6 +53,7 @@ class QuestionPlan:
     content: str  # what the reranker and a CLIP text tower match against
     overview: bool = False  # about the whole window: answered from its summaries, listed in time order
     language: bool = False  # which language: answered from what Whisper detected in each stream
+    speakers: str = ""  # who speaks ("count", "change", "at"): answered from each stream's speaker labels
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -67,6 +69,10 @@ def plan_question(question: str, modality: str | None = None) -> QuestionPlan:
     if asks_language(question):  # no transcript holds the word "language"
         intent = parse_question(question, modality or "said")
         return QuestionPlan(time_words, intent, True, False, None, None, intent.content, language=True)
+    speakers = asks_speakers(question)
+    if speakers is not None:  # no transcript holds "two speakers": the voices' labels answer it
+        intent = parse_question(question, modality or "said")
+        return QuestionPlan(time_words, intent, True, False, None, None, intent.content, speakers=speakers)
     overview = asks_overview(question)
     if overview is not None:
         # "What is this clip about?", "Summarize the first minute", "How does it end?": the window's

@@ -73,6 +73,7 @@ class StreamPipeline:
         frame_fps = settings.frame_fps if visual_on else 0.0
         self.frame_step_s = 1.0 / frame_fps if frame_fps > 0 else 1.0
         self.visual: VisualStage | None = None
+        self.speakers = None  # streaming/ingest/speakers.py, made with the models when there is a speaker model
         self.thumbnails = ThumbnailRing() if spec.live else ThumbnailRing(keep_s=0)  # a file is read again
         self.source = MediaSource(
             spec, open_timeout=settings.open_timeout_s, read_timeout=settings.read_timeout_s,
@@ -231,7 +232,7 @@ class StreamPipeline:
                                   frame_step_s=self.frame_step_s,
                                   ocr_interval_s=self.settings.ocr_interval_s, clip=m.clip,
                                   captioner=m.captioner)
-        restore_stages(self, m.stepper)
+        restore_stages(self, m.stepper, getattr(m, "speaker", None))
         self.provisional_worker = provisional_for(self)
         if self.live_paced and self.settings.degrade:
             self.governor = Governor.from_settings(self.settings, self.source.frame_fps, m.asr_fallback is not None,
@@ -265,6 +266,8 @@ class StreamPipeline:
                 self._taken_t = max(self._taken_t, getattr(item, "t1", getattr(item, "t", 0.0)))
                 if isinstance(item, AudioChunk):
                     self.window.add_audio(item)
+                    if self.speakers is not None:  # the audio a segment's voice is cut from
+                        self.speakers.on_audio(item)
                     words = self.transcriber.push(item)
                     self._commit(self.segmenter.push(words, self.transcriber.committed_until), words)
                 elif isinstance(item, VideoFrame):
@@ -327,6 +330,9 @@ class StreamPipeline:
         if not segments:
             return
         m = self.models
+        voices: list = [None] * len(segments)
+        if self.speakers is not None:  # who spoke each segment, before anything copies it
+            segments, voices = self.speakers.label(segments)
         # Own words only: measured on jfk, prefixing the previous segment made exact quotes rank
         # their neighbour first and helped paraphrased questions no more than it hurt.
         spoken = [i for i, s in enumerate(segments) if s.words]
@@ -348,7 +354,7 @@ class StreamPipeline:
         self.status.segments = len(self.index)
         items, frames = self.visual.take_changes()
         if self.store is not None:
-            self.store.commit(scored, vectors, features, self._checkpoint(scored[-1]), items, frames)
+            self.store.commit(scored, vectors, features, self._checkpoint(scored[-1]), items, frames, voices)
         if self.on_commit is not None:
             try:
                 self.on_commit(scored, vectors, items)
@@ -364,7 +370,7 @@ class StreamPipeline:
             # The real URI, credentials included: a restart must open the source again.
             info={"source": self.spec.uri, "name": self.status.name, "state": self.status.state,
                   "pace": self.settings.pace,  # a realtime-paced file resumes realtime-paced
-                  **self.retention.info()})
+                  **self.retention.info(), **(self.speakers.info() if self.speakers is not None else {})})
 
     def _progress(self) -> None:
         st = self.status

@@ -5,13 +5,15 @@ retention's cut, and the stream model's state, exactly as the last commit left t
 from __future__ import annotations
 
 from streaming.ingest.scoring import SegmentScorer
+from streaming.ingest.speakers import SpeakerStage
 from streaming.memory.retention import Retention, RetentionPolicy
 from streaming.records import RetentionCut
 
 
-def restore_stages(pipe, stepper) -> None:
-    """Make ``pipe``'s scorer and retention, and fill its new (empty) stages from ``pipe.restored``
-    (None for a new stream: nothing to fill). ``stepper``: the stream model."""
+def restore_stages(pipe, stepper, voice=None) -> None:
+    """Make ``pipe``'s scorer, retention and speaker stage, and fill its new (empty) stages from
+    ``pipe.restored`` (None for a new stream: nothing to fill). ``stepper``: the stream model;
+    ``voice``: the speaker model (None: no speaker labels)."""
     r = pipe.restored
     cp = r.checkpoint if r is not None else None
     last = r.features[-1] if r is not None and r.features else None
@@ -31,3 +33,6 @@ def restore_stages(pipe, stepper) -> None:
         pipe.status.words = sum(len(s.words) for s in r.segments)
     if cp is not None:
         pipe.scorer.load(cp.model, cp.tracker)
+    pipe.speakers = SpeakerStage(voice.embed) if voice is not None else None
+    if pipe.speakers is not None and r is not None:  # the same voices keep the same labels
+        pipe.speakers.restore(r.segments, r.voices, cp.info.get("speakers_next", 1) if cp else 1)

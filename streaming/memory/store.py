@@ -27,7 +27,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
     seq INTEGER PRIMARY KEY, t0 REAL NOT NULL, t1 REAL NOT NULL, wall REAL NOT NULL,
     words TEXT NOT NULL, surprise REAL, surprise_raw REAL, novelty REAL, boundary INTEGER NOT NULL,
-    coherence REAL, summary BLOB, vector BLOB, features BLOB, density REAL, merged_into INTEGER
+    coherence REAL, summary BLOB, vector BLOB, features BLOB, density REAL, merged_into INTEGER,
+    speaker TEXT, voice BLOB
 );
 CREATE TABLE IF NOT EXISTS items (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, text TEXT NOT NULL, t0 REAL NOT NULL, t1 REAL NOT NULL,
@@ -63,6 +64,7 @@ class Restored:
     checkpoint: Checkpoint | None
     items: list[tuple[ShownText | LabelSpan, np.ndarray]] = field(default_factory=list)
     frames: list[tuple[SeenLabels, np.ndarray]] = field(default_factory=list)
+    voices: dict[int, np.ndarray] = field(default_factory=dict)  # seq → voice vector (labelled segments)
 
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:
@@ -113,7 +115,8 @@ def _item(row: tuple) -> tuple[ShownText | LabelSpan, np.ndarray]:
 
 
 SEGMENT_COLUMNS = ("seq, t0, t1, wall, words, surprise, surprise_raw, novelty, boundary, coherence, summary, "
-                   "vector, features, density, merged_into")
+                   "vector, features, density, merged_into, speaker, voice")
+_N_COLUMNS = SEGMENT_COLUMNS.count(",") + 1
 
 
 class StreamStore:
@@ -149,23 +152,28 @@ class StreamStore:
         self._db.execute("PRAGMA wal_autocheckpoint=256")
         self._db.execute("PRAGMA journal_size_limit=1048576")
         self._db.executescript(SCHEMA)
-        # Files written before density and dedup existed get the columns (NULL for old rows).
+        # Files written before density, dedup and speakers existed get the columns (NULL for old
+        # rows: a segment with no speaker label, as when the speaker model is off).
         have = {row[1] for row in self._db.execute("PRAGMA table_info(segments)")}
-        for column, kind in (("density", "REAL"), ("merged_into", "INTEGER")):
+        for column, kind in (("density", "REAL"), ("merged_into", "INTEGER"), ("speaker", "TEXT"), ("voice", "BLOB")):
             if column not in have:
                 self._db.execute(f"ALTER TABLE segments ADD COLUMN {column} {kind}")
 
     def commit(self, segments: list[MicroSegment], vectors: list[np.ndarray | None],
                features: list[SegmentFeatures | None], checkpoint: Checkpoint,
                items: list[tuple[ShownText | LabelSpan, np.ndarray]] = (),
-               frames: list[tuple[SeenLabels, np.ndarray]] = ()) -> None:
+               frames: list[tuple[SeenLabels, np.ndarray]] = (),
+               voices: list[np.ndarray | None] | None = None) -> None:
+        """``voices``: each segment's voice vector (streaming/ingest/speakers.py), or None."""
+        voices = voices if voices is not None else [None] * len(segments)
         rows = [(s.seq, s.t0, s.t1, s.wall,
                  json.dumps([[w.text, w.start, w.end, w.probability] for w in s.words]),
                  s.surprise, s.surprise_raw, s.novelty, int(s.boundary), s.coherence,
                  np.asarray(s.summary, dtype=np.float32).tobytes() if s.summary else None,
                  None if v is None else np.asarray(v, dtype=np.float32).tobytes(), _features_blob(f),
-                 s.density, s.merged_into)
-                for s, v, f in zip(segments, vectors, features, strict=True)]
+                 s.density, s.merged_into, s.speaker,
+                 None if voice is None else np.asarray(voice, dtype=np.float32).tobytes())
+                for s, v, f, voice in zip(segments, vectors, features, voices, strict=True)]
         item_rows = [_item_row(it, v) for it, v in items]
         frame_rows = [(f.t, json.dumps(f.labels), f.cut, np.asarray(v, dtype=np.float32).tobytes())
                       for f, v in frames]
@@ -173,7 +181,7 @@ class StreamStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(f"INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES ({','.join('?' * 15)})", rows)
+                self._db.executemany(f"INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES ({','.join('?' * _N_COLUMNS)})", rows)
                 # A title still on screen is written again each time its span grows.
                 self._db.executemany("INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?)", item_rows)
                 self._db.executemany("INSERT INTO frames VALUES (?,?,?,?)", frame_rows)
@@ -251,16 +259,18 @@ class StreamStore:
             ).fetchone()
             item_rows = self._db.execute("SELECT * FROM items ORDER BY id").fetchall()
             frame_rows = self._db.execute("SELECT * FROM frames ORDER BY t").fetchall()
-        segments, vectors, features = [], [], []
+        segments, vectors, features, voices = [], [], [], {}
         for (seq, t0, t1, wall, words, surprise, raw, novelty, boundary, coherence, summary, vector, feats,
-             density, merged_into) in rows:
+             density, merged_into, speaker, voice) in rows:
             segments.append(MicroSegment(
                 stream_id, seq, t0, t1, tuple(Word(*w) for w in json.loads(words)), wall=wall,
                 surprise=surprise, surprise_raw=raw, novelty=novelty, boundary=bool(boundary),
-                coherence=coherence, density=density, merged_into=merged_into,
+                coherence=coherence, density=density, merged_into=merged_into, speaker=speaker,
                 summary=tuple(_vec(summary).tolist()) if summary else ()))
             vectors.append(_vec(vector))
             features.append(_features(feats))
+            if voice is not None:
+                voices[seq] = _vec(voice)
         checkpoint = None
         if cp_row is not None:
             next_seq, resume_t, media_s, wall, model, tracker, info = cp_row
@@ -271,7 +281,7 @@ class StreamStore:
         items = [_item(r) for r in item_rows if r[3] < resume_t]
         frames = [(SeenLabels(t, tuple(tuple(x) for x in json.loads(labels)), cut), _vec(vec))
                   for t, labels, cut, vec in frame_rows if t < resume_t]
-        return Restored(segments, vectors, features, checkpoint, items, frames)
+        return Restored(segments, vectors, features, checkpoint, items, frames, voices)
 
     def close(self) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ import numpy as np
 from streaming.records import Candidate, Evidence, MicroSegment
 from streaming.question.language import language_name
 from streaming.question.timewords import TimeIntent
+from streaming.search.speakers import speaker_evidence
 from streaming.search.view import StreamView
 
 MACROS = 3  # macro parents followed down per question
@@ -44,10 +45,13 @@ class RetrievalPlan:
     text: str = ""  # the question's content words, for a CLIP text tower
     overview: bool = False  # with no query: the window's meso/macro summaries rather than every item
     language: bool = False  # with no query: the language Whisper detected, cited where speech is
+    speakers: str = ""  # with no query: a who-speaks question ("count", "change", "at"), from the labels
 
     def __post_init__(self):
         if self.k < 1:
             raise ValueError("k must be at least 1")
+        if self.speakers not in ("", "count", "change", "at"):
+            raise ValueError(f"unknown speaker question {self.speakers!r}")
         for a, b, what in ((self.start, self.end, "end"), (self.wall_start, self.wall_end, "wall_end")):
             if a is not None and b is not None and b < a:
                 raise ValueError(f"{what} must not be before its start")
@@ -160,7 +164,7 @@ def listing(view: StreamView, k: int, start: float | None, end: float | None, ki
     window wants its end), else the first."""
     out = list(view.evidence(None, 10_000, start, end, kinds)) if kinds - {"speech"} else []
     if "speech" in kinds:
-        out += [Evidence(view.id, s.t0, s.t1, s.text, 1.0)
+        out += [Evidence(view.id, s.t0, s.t1, s.text, 1.0, speaker=s.speaker)
                 for s in view.segments(start, end) if s.words]  # repeats too: all that was said
         heard = view.heard(None, start, end)  # and what was just heard, not final yet
         out += [heard[1]] if heard is not None else []
@@ -197,6 +201,15 @@ def language(view: StreamView, start: float | None, end: float | None) -> list[E
                      f"{name} (the language Whisper detected in this stream's speech)", 1.0, "said", "language")]
 
 
+def speakers(view: StreamView, plan: RetrievalPlan, start: float | None, end: float | None) -> list[Evidence]:
+    """Who speaks in the window, from the segments' speaker labels (streaming/search/speakers.py);
+    "who speaks first/last" keeps the first/last turn."""
+    found = speaker_evidence(view.id, view.segments(start, end), plan.speakers, plan.time.at)
+    if plan.speakers == "at" and plan.time.order and plan.time.at is None and found:
+        found = found[:1] if plan.time.order == "first" else found[-1:]
+    return found
+
+
 def retrieve(view: StreamView, plan: RetrievalPlan) -> Retrieved:
     """Candidates from one stream, unranked but deduplicated."""
     stream_end = view.committed_seconds
@@ -206,6 +219,7 @@ def retrieve(view: StreamView, plan: RetrievalPlan) -> Retrieved:
     kinds = set(plan.kinds)
     if plan.query is None:
         found = (language(view, start, end) if plan.language
+                 else speakers(view, plan, start, end) if plan.speakers
                  else overview(view, plan.k, start, end) if plan.overview else [])
         found = found or listing(view, plan.k, start, end, kinds)
         return Retrieved(tuple(Candidate(e) for e in found),
@@ -234,7 +248,8 @@ def retrieve(view: StreamView, plan: RetrievalPlan) -> Retrieved:
     for seg, score, level in found.values():
         words = sentence_words(view, seg)
         ev = Evidence(view.id, seg.t0, max(seg.t1, words[-1].end), "".join(w.text for w in words).strip(),
-                      score, also=tuple(view.levels.occurrences(seg.seq)) if view.levels is not None else ())
+                      score, also=tuple(view.levels.occurrences(seg.seq)) if view.levels is not None else (),
+                      speaker=seg.speaker)
         out.append(Candidate(ev, seg.density, level, parent_summary(view, seg), None, words))
     visual = kinds - {"speech"}
     if visual:

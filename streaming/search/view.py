@@ -71,7 +71,7 @@ class StreamView:
         found = []
         if "speech" in kinds:
             found += [Evidence(self.id, seg.t0, seg.t1, seg.text, score,
-                               also=tuple(self.levels.occurrences(seg.seq)))
+                               also=tuple(self.levels.occurrences(seg.seq)), speaker=seg.speaker)
                       for seg, score in self.search(query, k, start, end)]
             heard = self.heard(query, start, end)
             found += [heard[1]] if heard is not None else []

@@ -49,9 +49,9 @@ def test_per_model_deployments_follow_the_models_the_settings_use():
     from actors.model_service import bind_models
 
     assert list(bind_models({})) == ["models"]
-    split = bind_models({"model_deployments": "per-model"})
+    split = bind_models({"model_deployments": "per-model", "speaker_model": "resemblyzer"})
     assert sorted(split) == ["models-frames", "models-ocr", "models-provisional", "models-speech",
-                             "models-stream", "models-text"]
+                             "models-stream", "models-text", "models-voice"]
     lean = bind_models({"model_deployments": "per-model", "visual_model": "off", "ocr": "off",
-                        "stream_model": "off", "asr_provisional_model": "off"})
+                        "stream_model": "off", "asr_provisional_model": "off", "speaker_model": "off"})
     assert sorted(lean) == ["models-speech", "models-text"]

@@ -154,8 +154,15 @@ def test_per_model_deployments_give_a_stream_what_one_deployment_gives(service):
             assert time.monotonic() < deadline, st
             time.sleep(0.5)
         assert st["state"] == "finished", st
-        got = [(s["start"], s["end"], s["text"]) for s in ray.get(actor.segments.remote(None, None, 1000))]
+        segs = ray.get(actor.segments.remote(None, None, 1000))
+        got = [(s["start"], s["end"], s["text"]) for s in segs]
         assert got == _texts(service, reference)
+        # Speaker labels too, from the voice deployment when the speaker model is on.
+        ref = service.get(f"/v1/streams/{reference}/segments", params={"limit": 1000}).json()["segments"]
+        assert [s.get("speaker") for s in segs] == [s.get("speaker") for s in ref]
+        assert ("models-voice" in bound) == (service.settings.speaker_model != "off")
+        if service.settings.speaker_model != "off":  # one voice: one speaker, from the clustering
+            assert {s.get("speaker") for s in segs} - {None} == {"S1"}
         replicas = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "serve"]
         assert any("#models-speech#" in n for n in replicas) and any("#models-text#" in n for n in replicas)
     finally:
