@@ -250,6 +250,9 @@ def test_the_dashboard_lists_answers_and_plays_the_cited_moment(service, browser
     page.screenshot(path=str(tmp_path / "timeline-frames.png"), full_page=True)
     rows.get_by_role("button", name="dash-jfk").click()
     expect(page.locator("#timeline")).to_contain_text(re.compile(SAID, re.I), timeout=30_000)
+    # One voice throughout (resemblyzer, installed by the test command): its segments say whose.
+    expect(page.locator("#timeline .badge.said", has_text="said · S1").first).to_be_visible()
+    expect(page.locator("#timeline .badge.said", has_text="S2")).to_have_count(0)
     player = page.locator("#player")
     expect(player).to_be_visible()
     assert player.get_attribute("src") == f"/v1/streams/{ids['dash-jfk']}/media"
@@ -317,6 +320,13 @@ def test_a_live_stream_shows_its_nearest_kept_frames(service, browser, tmp_path)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{service.base_url}/ui")
         page.locator("#streams tbody").get_by_role("button", name="dash-live-frames").click()
+        # What was just said, before it is final: one italic entry that grows and is replaced by
+        # the committed transcript (issue 18).
+        heard = page.locator("#timeline li.provisional")
+        expect(heard).to_have_count(1, timeout=20_000)
+        expect(heard.locator(".badge")).to_have_text("just said · provisional")
+        assert heard.locator(".text").inner_text().strip()
+        assert heard.evaluate("(li) => getComputedStyle(li.querySelector('.text')).fontStyle") == "italic"
         expect(page.locator("#player")).to_be_hidden()
         expect(page.locator("#player-note")).to_contain_text("live")
         page.locator("#timeline button.time").first.click()

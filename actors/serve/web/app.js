@@ -213,7 +213,9 @@ async function refreshTimeline() {
     for (const s of segs.segments) {
       if (!s.text || !s.text.trim()) continue;
       upsert(`seg:${s.seq}`, s.start, "said",
-             () => entry(id, s.start, s.end, "said", "said", el("span", {class: "text", text: s.text.trim()})));
+             // A stream with speaker labels says whose voice it is (S1, S2, … in order of first appearance).
+             () => entry(id, s.start, s.end, s.speaker ? `said · ${s.speaker}` : "said", "said",
+                         el("span", {class: "text", text: s.text.trim()})));
     }
     for (const it of shown.shown) {
       upsert(`shown:${it.id}`, it.start, "shown",
