@@ -178,7 +178,10 @@ class StreamPipeline:
     def provisional_now(self):
         """The provisional text past what is final and searchable now (None when there is none)."""
         heard = self.provisional
-        return heard.after(self.status.committed_seconds) if heard is not None else None
+        if heard is None:
+            return None
+        # The index first: a commit adds its segments there a moment before committed_seconds moves.
+        return heard.after(max(self.status.committed_seconds, self.index.end if self.index is not None else 0.0))
 
     # -- threads -------------------------------------------------------------------------------
     def _read(self) -> None:

@@ -115,6 +115,15 @@ class SegmentIndex:
         return len(self._segments)
 
     @property
+    def end(self) -> float:
+        """Where the newest indexed segment ends (its last word, if that runs past it); 0 when empty."""
+        with self._lock:
+            if not self._segments:
+                return 0.0
+            last = self._segments[-1]
+            return max(last.t1, last.words[-1].end) if last.words else last.t1
+
+    @property
     def kind(self) -> str:
         """The FAISS index in use, in index-factory notation: ``Flat`` or ``IVF<nlist>,Flat``."""
         return f"IVF{self._nlist},Flat" if self._nlist else "Flat"

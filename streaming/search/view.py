@@ -89,6 +89,9 @@ class StreamView:
         """The provisional text as evidence, when it overlaps [start, end]: scored against the
         question like a micro segment (1.0 when there is no question, as in a listing)."""
         p = self.provisional
+        if p is not None and self.index is not None:
+            # A commit may have landed since this view was taken: final text replaces what it covers.
+            p = p.after(self.index.end)
         if p is None or (start is not None and p.t1 < start) or (end is not None and p.t0 > end):
             return None
         if query is not None and p.vector is None:

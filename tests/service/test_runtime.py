@@ -131,7 +131,8 @@ def test_totals_sum_what_is_ingesting_and_count_failures():
     statuses = [{"state": "ingesting", "rtf": 0.25, "lag_s": 3.0, "degraded": 2},
                 {"state": "reconnecting", "rtf": 0.1, "lag_s": 9.5, "degraded": 0},
                 {"state": "finished", "rtf": 0.5, "lag_s": 0.0, "degraded": 1}, {"state": "failed", "rtf": 0.0},
-                {"state": "lost"}]
-    assert totals(statuses) == {"streams": 5, "ingesting": 2, "rtf": 0.35, "max_lag_s": 9.5, "failed": 2,
-                                "degraded": 1}  # a finished stream's last level is history
-    assert totals([]) == {"streams": 0, "ingesting": 0, "rtf": 0.0, "max_lag_s": 0.0, "failed": 0, "degraded": 0}
+                {"state": "lost"}, {"state": "waiting", "rtf": None, "lag_s": None}]
+    assert totals(statuses) == {"streams": 6, "ingesting": 2, "waiting": 1, "rtf": 0.35, "max_lag_s": 9.5,
+                                "failed": 2, "degraded": 1}  # a finished stream's last level is history
+    assert totals([]) == {"streams": 0, "ingesting": 0, "waiting": 0, "rtf": 0.0, "max_lag_s": 0.0, "failed": 0,
+                          "degraded": 0}

@@ -75,3 +75,23 @@ def test_provisional_text_keeps_only_what_final_text_does_not_cover():
     assert rest.text == "nothing to lose" and rest.t0 == pytest.approx(11.0)  # words at 10, 10.5, 11 …
     assert heard.after(20.0) is None
     assert heard.to_dict()["text"] == "we have nothing to lose"
+
+
+def test_a_commit_landing_after_the_view_was_taken_is_not_answered_twice():
+    """The service test caught it: a query's view took the provisional text, then a commit added the
+    final segment for the same words (its index first, committed_seconds a moment later), and the
+    answer cited both. The view trims the provisional text against the index when it is read."""
+    import numpy as np
+
+    from streaming.memory.index import SegmentIndex
+    from streaming.records import MicroSegment, StreamStatus
+    from streaming.search.view import StreamView
+
+    ws = tuple(words("a spectre is haunting europe", t0=19.0))
+    vec = np.ones(4, np.float32) / 2.0
+    heard = ProvisionalText("s", ws[0].start, ws[-1].end, ws, wall=1.0, vector=vec)
+    index = SegmentIndex(4)
+    view = StreamView("s", StreamStatus("s", "s", "udp://127.0.0.1:5000", True), index=index, provisional=heard)
+    assert view.heard(vec) is not None  # nothing final yet: the provisional text answers
+    index.add([MicroSegment("s", 0, 19.0, ws[-1].end, ws)], vec[None, :])  # the commit lands
+    assert view.heard(vec) is None and view.heard(None) is None
