@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from manta_models.packaged import ModelError
+from streaming.records import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 N_FFT = 400  # 25 ms
 HOP = 160  # 10 ms
 N_MELS = 40

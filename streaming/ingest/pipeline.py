@@ -235,7 +235,7 @@ class StreamPipeline:
                                   frame_step_s=self.frame_step_s,
                                   ocr_interval_s=self.settings.ocr_interval_s, clip=m.clip,
                                   captioner=m.captioner)
-        restore_stages(self, m.stepper, getattr(m, "speaker", None))
+        restore_stages(self, m.stepper, m.speaker)
         self.provisional_worker = provisional_for(self)
         if self.live_paced and self.settings.degrade:
             self.governor = Governor.from_settings(self.settings, self.source.frame_fps, m.asr_fallback is not None,

@@ -83,7 +83,8 @@ def speaker_evidence(stream: str, segments: list[MicroSegment], ask: str,
         # The first turn of each new speaker first (what "the second speaker" means), then every
         # later change of speaker.
         new = [ev(t.t0, t.t1, f"{t.speaker} starts speaking: {_said(t.text)}") for t in firsts[1:]]
-        return new + [c for c in changes if (c.start, c.end) not in {(n.start, n.end) for n in new}]
+        firsts_at = {(n.start, n.end) for n in new}
+        return new + [c for c in changes if (c.start, c.end) not in firsts_at]
     # "at": the turn covering the time asked about, else every turn in the window.
     if at is not None:
         covering = [t for t in ts if t.t0 <= at <= t.t1]
