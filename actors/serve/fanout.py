@@ -197,7 +197,7 @@ class QueryEngine:
             retrieved, more = await self.fan_out(wanted, lambda h: h.retrieve.remote(plan))
             warnings += more
         if q.listing:
-            ranked = decide.rank_listing(retrieved, k)
+            ranked = decide.rank_listing(retrieved, k, q.time_words)
         notes = [n for r in retrieved for n in r.notes]
         return decide.Ranking(tuple(ranked), q.listing, q.when, False, q.modalities,
                               tuple(warnings + notes))

@@ -25,17 +25,68 @@ MEAN, STD = 127.0, 128.0
 # Frames per forward pass. Measured on a 2-core CPU: 1, 2 and 4 cost about the same per frame, 8 costs
 # 15-40% more, so long lists go through in chunks of 4.
 BATCH = 4
+# What a viewer would call a class: ImageNet's 1000 classes are mostly species and makes, so a bird on a
+# branch comes out as "kite, albatross, king penguin" at 0.2 each. The probability of the category is
+# the sum over its classes (a softmax is additive), often far surer than any one species, and it names
+# the thing the way people ask for it ("what animal is on the branch?" - "a bird").
+CATEGORY_MIN_P = 0.3
+CATEGORIES: dict[str, tuple[range, ...]] = {
+    "fish": (range(0, 7), range(389, 398)),
+    "bird": (range(7, 25), range(80, 101), range(127, 147)),
+    "frog or salamander": (range(25, 33),),
+    "reptile": (range(33, 69),),
+    "spider": (range(70, 79),),
+    "dog": (range(151, 269),),
+    "wolf or fox": (range(269, 281),),
+    "cat": (range(281, 286),),
+    "big cat": (range(286, 294),),
+    "bear": (range(294, 298),),
+    "insect": (range(300, 327),),
+    "monkey or ape": (range(365, 385),),
+    "aircraft": (range(404, 406), range(895, 896), range(908, 909)),
+    "car": (range(436, 437), range(468, 469), range(511, 512), range(609, 610), range(627, 628),
+            range(656, 657), range(661, 662), range(751, 752), range(817, 818)),
+    "boat": (range(472, 473), range(484, 485), range(510, 511), range(554, 555), range(576, 577),
+             range(625, 626), range(628, 629), range(724, 725), range(780, 781), range(814, 815),
+             range(833, 834), range(871, 872), range(914, 915)),
+    "train": (range(466, 467), range(547, 548), range(565, 566), range(705, 706), range(820, 821),
+              range(829, 830)),
+    "food": (range(924, 970),),
+    "landscape": (range(970, 981),),
+}
+# Every animal above, and the ones no narrower category takes (elephants, whales, deer...).
+ANIMALS = range(0, 398)
 
 
 @dataclass(frozen=True, slots=True)
 class FrameLabels:
-    """The top-k ImageNet classes of one frame as (name, probability), best first."""
+    """The top-k ImageNet classes of one frame, plus the categories they add up to (``CATEGORIES``),
+    as (name, probability), best first."""
 
     labels: tuple[tuple[str, float], ...]
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.labels)
+
+
+def category_indices() -> dict[str, np.ndarray]:
+    """Class indices of each category, "animal" included."""
+    out = {name: np.fromiter((i for r in ranges for i in r), dtype=np.int64) for name, ranges in CATEGORIES.items()}
+    out["animal"] = np.arange(ANIMALS.start, ANIMALS.stop)
+    return out
+
+
+def with_categories(top: list[tuple[str, float]], probs: np.ndarray,
+                    categories: dict[str, np.ndarray]) -> tuple[tuple[str, float], ...]:
+    """The top classes plus every category at least CATEGORY_MIN_P sure (its classes' summed
+    probability), best first; "animal" only when no narrower animal category is sure."""
+    extra = [(name, float(probs[ix].sum())) for name, ix in categories.items()]
+    extra = [(n, p) for n, p in extra if p >= CATEGORY_MIN_P]
+    narrow = {n for n, _ in extra} - {"animal", "food", "landscape", "aircraft", "car", "boat", "train"}
+    extra = [(n, p) for n, p in extra if n != "animal" or not narrow]
+    taken = {n for n, _ in top}
+    return tuple(sorted(top + [(n, p) for n, p in extra if n not in taken], key=lambda x: -x[1]))
 
 
 def imagenet_names() -> list[str]:
@@ -90,6 +141,7 @@ class VisualEmbedder:
             raise ValueError(f"top_k must be between 1 and 1000, not {top_k}")
         self.top_k = top_k
         self.names = imagenet_names()
+        self.categories = category_indices()
         import torch
 
         try:
@@ -139,6 +191,7 @@ class VisualEmbedder:
             probs = self.model._fc(pooled).softmax(dim=-1)
             top_p, top_i = probs.topk(self.top_k, dim=-1)
             vecs = torch.nn.functional.normalize(pooled, dim=-1)
-        labels = [FrameLabels(tuple((self.names[i], float(p)) for p, i in zip(ps, ix)))
-                  for ps, ix in zip(top_p.tolist(), top_i.tolist())]
+        labels = [FrameLabels(with_categories([(self.names[i], float(p)) for p, i in zip(ps, ix)], row,
+                                              self.categories))
+                  for ps, ix, row in zip(top_p.tolist(), top_i.tolist(), probs.numpy())]
         return vecs.numpy(), labels

@@ -67,7 +67,8 @@ class QuestionPlan:
 def plan_question(question: str, modality: str | None = None) -> QuestionPlan:
     time_words = parse_time_words(question)
     if asks_language(question):  # no transcript holds the word "language"
-        intent = parse_question(question, modality or "said")
+        # "What language is spoken?" is Whisper's; "...are the subtitles in?" is the written text's.
+        intent = parse_question(question, modality)
         return QuestionPlan(time_words, intent, True, False, None, None, intent.content, language=True)
     speakers = asks_speakers(question)
     if speakers is not None:  # no transcript holds "two speakers": the voices' labels answer it
@@ -127,11 +128,30 @@ class Ranking:
     warnings: tuple[str, ...] = ()  # streams that did not answer, and the streams' notes
 
 
-def rank_listing(retrieved: Iterable[Retrieved], k: int) -> list[Ranked]:
-    """A listing in time order (ties by stream); its relevance is what each stream scored it."""
-    ordered = sorted((c for r in retrieved for c in r.candidates),
-                     key=lambda c: (c.evidence.start, c.evidence.stream))
-    return [Ranked(c, c.evidence.score, c.evidence.score, 0.0) for c in ordered][:k]
+def listing_focus(time_words: TimeIntent, stream_end: float) -> float | None:
+    """The moment a listing is about, when its window has one: "at 1:16" is 1:16 (the window is
+    ±5 s around it), "at the very end" is the stream's newest time; None for a plain window."""
+    if time_words.at is not None:
+        return time_words.at
+    return stream_end if time_words.at_end else None
+
+
+def _distance(e: Evidence, t: float) -> float:
+    return 0.0 if e.start <= t <= e.end else min(abs(e.start - t), abs(e.end - t))
+
+
+def rank_listing(retrieved: Iterable[Retrieved], k: int, time_words: TimeIntent | None = None) -> list[Ranked]:
+    """A listing in time order (ties by stream); its relevance is what each stream scored it. With a
+    focus ("what is said at 1:16?"), what lies nearest it comes first: that is what gets cited."""
+    tw = time_words or TimeIntent()
+    keyed = []
+    for r in retrieved:
+        focus = listing_focus(tw, r.stream_end)
+        for c in r.candidates:
+            e = c.evidence
+            keyed.append(((0.0 if focus is None else _distance(e, focus), e.start, e.stream), c))
+    keyed.sort(key=lambda kc: kc[0])
+    return [Ranked(c, c.evidence.score, c.evidence.score, 0.0) for _, c in keyed][:k]
 
 
 def rank_baseline(question: str, per_stream: Iterable[Iterable[Evidence]],

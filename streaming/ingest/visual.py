@@ -41,6 +41,17 @@ class VisualCounters:
                 "ocr_seconds": round(self.ocr_seconds, 2), "subtitle_cues": self.cues}
 
 
+# A frame whose brightest 1 % is this dark (of 1.0) is black: a fade, a gap in a broadcast, a dead
+# feed. Measured: the black opening of Big Buck Bunny and the end of a fade read 0.0-0.1; a dark red
+# title card with white text reads 0.7, the dimmest part of a fade-in that shows a picture 0.2.
+BLACK_P99 = 0.12
+BLACK_LABELS = (("black screen", 1.0),)
+
+
+def is_black(image: np.ndarray) -> bool:
+    return float(np.percentile(grey_thumb(image), 99)) <= BLACK_P99
+
+
 def _is_shown(item) -> bool:
     return isinstance(item, ShownText) and item.kind in SHOWN_KINDS
 
@@ -92,7 +103,8 @@ class VisualStage:
         if self.vision is not None:
             vectors, labels = self.vision.encode([frame.image])
             vector = vectors[0]
-            seen = replace(seen, labels=labels[0].labels)
+            # ImageNet has no class for nothing: on a black frame its top classes are noise.
+            seen = replace(seen, labels=BLACK_LABELS if is_black(frame.image) else labels[0].labels)
             self.frames.upsert(next(self._frame_keys), seen, frame.t, frame.t + self.frame_step_s, vector)
             self._new_frames.append((seen, vector))
         if self.clip is not None:
@@ -203,6 +215,10 @@ class VisualStage:
 
     def shown(self, start: float | None = None, end: float | None = None) -> list[ShownText]:
         return self.items.items(start, end, _is_shown)
+
+    def labels(self, start: float | None = None, end: float | None = None) -> list[LabelSpan]:
+        """The image classes seen in each segment of the window, in time order."""
+        return self.items.items(start, end, lambda it: isinstance(it, LabelSpan))
 
     def similar_frames(self, vector: np.ndarray, k: int, start: float | None = None,
                        end: float | None = None) -> list[tuple[SeenLabels, float]]:

@@ -4,6 +4,10 @@ Whisper detects a stream's language from its first speech (manta_models/percepti
 it; the stream's status shows it, and such a question is answered from it rather than searched for
 (the word "language" is in no transcript). Speech in another language later in the stream is not
 detected again: each detection costs an encoder pass of its own.
+
+Subtitles and on-screen text have no Whisper: "What language are the subtitles in?" is answered from
+their words, by which language's commonest words they use (``written_language``). That tells apart
+the major languages written in Latin script, and says nothing when it is unsure.
 """
 
 from __future__ import annotations
@@ -45,6 +49,36 @@ def asks_language(question: str) -> bool:
         raise ValueError("question must be a string")
     q = " ".join(question.split())
     return _LANGUAGE_RE.search(q) is not None and _TOPIC_RE.search(q) is None
+
+
+# The commonest short words of each language: a few lines of subtitles hold several of them. A word
+# in two lists counts for both; the winner must still lead clearly.
+_COMMON = {
+    "en": "the and you that was for are with his they this have from what don't can't i'm it's me my "
+          "we your not is of to go let",
+    "fr": "le la les et est une des pas que qui dans pour sur avec ce je tu nous vous il elle mais",
+    "de": "der die das und ist nicht ein eine ich du wir sie mit auf für den dem zu auch",
+    "es": "el la los las y en es una que por para con del se lo pero yo tú muy está no",
+    "it": "il lo gli della che non per con una sono è io tu mi ti di del questo",
+    "pt": "o os as e um uma não que com para por do da em eu você está são",
+    "nl": "de het een en is niet ik je we zijn met voor op van dat wat",
+}
+_COMMON_SETS = {code: set(words.split()) for code, words in _COMMON.items()}
+WRITTEN_MIN_HITS = 3  # common words of the winner at least, and twice the runner-up's
+_WORD_RE = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+
+
+def written_language(texts: list[str]) -> str | None:
+    """The language code of written text (subtitles, on-screen text) by its common words; None
+    when too little of it is in any one language to say."""
+    hits = dict.fromkeys(_COMMON_SETS, 0)
+    for text in texts:
+        for word in _WORD_RE.findall(text.lower().replace("’", "'")):
+            for code, common in _COMMON_SETS.items():
+                hits[code] += word in common
+    ranked = sorted(hits.items(), key=lambda kv: -kv[1])
+    (best, n), (_, second) = ranked[0], ranked[1]
+    return best if n >= WRITTEN_MIN_HITS and n >= 2 * second else None
 
 
 def language_name(code: str | None) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streaming.records import Candidate, Evidence, MicroSegment
-from streaming.question.language import language_name
+from streaming.question.language import language_name, written_language
 from streaming.question.timewords import TimeIntent
 from streaming.search.speakers import speaker_evidence
 from streaming.search.view import StreamView
@@ -190,15 +190,24 @@ def overview(view: StreamView, k: int, start: float | None, end: float | None) -
             for p in parents]
 
 
-def language(view: StreamView, start: float | None, end: float | None) -> list[Evidence]:
-    """The stream's spoken language, cited from its first and last speech in the window; empty when
-    no language is known yet (no speech so far): the caller lists the window instead."""
-    name = language_name(view.language)
+def language(view: StreamView, start: float | None, end: float | None,
+             kinds: set[str] | frozenset[str] = frozenset({"speech"})) -> list[Evidence]:
+    """The stream's spoken language, cited from its first and last speech in the window; for a
+    question about written text ("what language are the subtitles in?"), or a stream without
+    speech, the language of its subtitles and on-screen text. Empty when neither is known (no
+    speech so far, too little text to tell): the caller lists the window instead."""
+    name = language_name(view.language) if "speech" in kinds else None
     spoken = [s for s in view.segments(start, end) if s.words] if name else []
-    if not spoken:
+    if spoken:
+        return [Evidence(view.id, spoken[0].t0, spoken[-1].t1,
+                         f"{name} (the language Whisper detected in this stream's speech)", 1.0, "said", "language")]
+    shown = view.visual.shown(start, end) if view.visual is not None else []
+    written = language_name(written_language([it.text for it in shown]))
+    if not written:
         return []
-    return [Evidence(view.id, spoken[0].t0, spoken[-1].t1,
-                     f"{name} (the language Whisper detected in this stream's speech)", 1.0, "said", "language")]
+    return [Evidence(view.id, shown[0].t0, max(it.t1 for it in shown),
+                     f"{written} (the language of this stream's subtitles and on-screen text)", 1.0, "shown",
+                     "language")]
 
 
 def speakers(view: StreamView, plan: RetrievalPlan, start: float | None, end: float | None) -> list[Evidence]:
@@ -218,7 +227,7 @@ def retrieve(view: StreamView, plan: RetrievalPlan) -> Retrieved:
         return Retrieved((), start, end, stream_end, tuple(notes))
     kinds = set(plan.kinds)
     if plan.query is None:
-        found = (language(view, start, end) if plan.language
+        found = (language(view, start, end, kinds) if plan.language
                  else speakers(view, plan, start, end) if plan.speakers
                  else overview(view, plan.k, start, end) if plan.overview else [])
         found = found or listing(view, plan.k, start, end, kinds)

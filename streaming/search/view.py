@@ -22,6 +22,23 @@ if TYPE_CHECKING:  # types only: the view reads what ingest built, it never buil
     from streaming.memory.levels import StreamLevels
 
 
+def shots(spans: list[LabelSpan]) -> list[LabelSpan]:
+    """Label spans of consecutive segments that name the same thing first, joined into one: a 40 s
+    shot of a meadow is one line of a listing, not thirteen."""
+    out: list[LabelSpan] = []
+    for it in sorted(spans, key=lambda s: s.t0):
+        prev = out[-1] if out else None
+        if prev is not None and prev.labels[0][0] == it.labels[0][0] and it.t0 - prev.t1 <= 0.5:
+            best = dict(prev.labels)
+            for name, p in it.labels:
+                best[name] = max(best.get(name, 0.0), p)
+            labels = tuple(sorted(best.items(), key=lambda x: -x[1]))[:len(prev.labels)]
+            out[-1] = LabelSpan(prev.id, prev.t0, max(prev.t1, it.t1), labels)
+        else:
+            out.append(it)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class StreamView:
     """One stream's searchable state. ``index``, ``levels`` and ``visual`` are None until the
@@ -66,8 +83,12 @@ class StreamView:
         if query is None:
             if self.visual is None:
                 return []
-            shown = [it for it in self.visual.shown(start, end) if it.kind in kinds]
-            return [self._item_evidence(it, it.confidence) for it in shown[:k]]
+            listed = [self._item_evidence(it, it.confidence) for it in self.visual.shown(start, end)
+                      if it.kind in kinds]
+            if "label" in kinds:  # "what is on screen at 0:13?" where no text is: what the picture shows
+                listed += [self._item_evidence(it, 1.0) for it in shots(self.visual.labels(start, end))]
+                listed.sort(key=lambda e: (e.start, e.end))
+            return listed[:k]
         found = []
         if "speech" in kinds:
             found += [Evidence(self.id, seg.t0, seg.t1, seg.text, score,

@@ -108,6 +108,21 @@ def test_a_listing_is_in_time_order_and_cut_to_k():
     assert got[0] == Ranked(early_a, 0.2, 0.2, 0.0)
 
 
+def test_a_listing_about_a_moment_cites_what_lies_at_that_moment_first():
+    """ "What is said at 1:16?" lists the ±5 s around it; the segment that spans 1:16 is cited, not
+    the one that began earlier and runs into the window. "At the very end": the last one."""
+    before, at, after = (Candidate(ev("before", 1.0, 66.5, 72.2)), Candidate(ev("at", 1.0, 74.6, 77.7)),
+                         Candidate(ev("after", 1.0, 78.0, 81.0)))
+    window = [Retrieved((before, at, after), 71.0, 81.0, 88.0)]
+    got = rank_listing(window, 3, plan_question("What is said at 1:16?").time_words)
+    assert [r.candidate.evidence.text for r in got] == ["at", "after", "before"]
+    got = rank_listing(window, 3, plan_question("What is said at the very end?").time_words)
+    assert got[0].candidate.evidence.text == "after"
+    # No moment: time order, as before.
+    got = rank_listing(window, 3, plan_question("What is said in the last 20 seconds?").time_words)
+    assert [r.candidate.evidence.text for r in got] == ["before", "at", "after"]
+
+
 def test_the_baseline_ranks_by_cosine_then_stream_then_time():
     r = rank_baseline("When does he say taxes?",
                       [[ev("x", 0.3, 9.0, stream="b"), ev("y", 0.3, 1.0, stream="b")], [ev("z", 0.3, 5.0, stream="a"),

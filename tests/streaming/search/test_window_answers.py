@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from streaming.records import Parent, StreamStatus
+import numpy as np
+
+from streaming.records import LabelSpan, Parent, ShownText, StreamStatus
 from streaming.search.retrieve import language, overview
 from streaming.search.view import StreamView
 
@@ -59,8 +61,9 @@ def test_no_levels_or_no_summary_text_gives_nothing_so_the_window_is_listed():
 class Spoken:
     """The two things ``language`` reads of a StreamView: the detected code and the segments."""
 
-    def __init__(self, code, spans):
+    def __init__(self, code, spans, shown=()):
         self.id, self.language = "s", code
+        self.visual = _stage_with(list(shown)) if shown else None
         self._segs = [SimpleNamespace(t0=a, t1=b, words=(1,) if said else ()) for a, b, said in spans]
 
     def segments(self, start=None, end=None):
@@ -74,6 +77,54 @@ def test_the_language_is_named_and_cited_from_the_first_to_the_last_speech_in_th
     assert language(Spoken("yue", [(0, 3, True)]), None, None)[0].text.startswith("Cantonese")
 
 
+def test_subtitles_are_answered_in_the_language_they_are_written_in():
+    cues = [ShownText(i, "subtitle", text, 10.0 + 3 * i, 12.0 + 3 * i) for i, text in enumerate(
+        ["Ohh! Let me go! Let me go!", "Nonono! Don't drop me now!", "Well, that was a nice ship we had once"])]
+    no_audio = Spoken(None, [], cues)
+    got = language(no_audio, None, None, {"ocr", "subtitle"})
+    assert len(got) == 1 and got[0].text.startswith("English") and got[0].modality == "shown"
+    assert (got[0].start, got[0].end) == (10.0, 18.0)
+    # A film dubbed in French with English subtitles: the question says which one it asks about.
+    dubbed = Spoken("fr", [(0, 3, True)], cues)
+    assert language(dubbed, None, None, {"speech", "ocr", "subtitle"})[0].text.startswith("French")
+    assert language(dubbed, None, None, {"ocr", "subtitle"})[0].text.startswith("English")
+    # Too few words to tell: nothing, so the window is listed instead of a guess.
+    assert language(Spoken(None, [], [ShownText(0, "subtitle", "[squawk]", 1.0, 2.0)]), None, None,
+                    {"subtitle"}) == []
+
+
+def test_which_language_a_question_asks_about():
+    from streaming.answer.decide import plan_question
+
+    assert "speech" not in plan_question("What language are the subtitles in?").kinds
+    assert "speech" not in plan_question("Which language is the on-screen dialogue written in?").kinds
+    assert "speech" in plan_question("What language is spoken?").kinds
+    assert "speech" in plan_question("What language is this in?").kinds
+
+
 def test_no_language_before_speech_so_the_window_is_listed():
     assert language(Spoken(None, [(0, 3, True)]), None, None) == []
     assert language(Spoken("en", [(0, 3, False)]), None, None) == []
+
+
+# -- "what is on screen at 0:13?" where no text is shown ---------------------------------------------
+
+def _stage_with(items):
+    from streaming.ingest.visual import VisualStage
+
+    stage = VisualStage(lambda texts: np.ones((len(texts), 4), np.float32) / 2, 4)
+    stage._upsert(items)
+    return stage
+
+
+def test_a_window_without_text_lists_what_the_picture_shows_one_line_a_shot():
+    meadow = [LabelSpan(i, 3.0 * i, 3.0 * i + 3, (("hay", 0.4), ("valley", 0.2))) for i in range(4)]
+    bird = LabelSpan(4, 12.0, 15.0, (("bird", 0.6), ("kite (bird of prey)", 0.3)))
+    title = ShownText(5, "ocr", "THE PEACH OPEN MOVIE PROJECT", 15.0, 17.0)
+    v = StreamView("s", StreamStatus("s", "s", "file.mp4", False), visual=_stage_with(meadow + [bird, title]))
+    got = v.evidence(None, 10, 4.0, 16.0, {"ocr", "subtitle", "label"})
+    assert [(e.kind, e.start, e.end) for e in got] == [("label", 3.0, 12.0), ("label", 12.0, 15.0),
+                                                       ("ocr", 15.0, 17.0)]
+    assert "bird" in got[1].text and got[1].modality == "seen"
+    # A question about text alone still lists only text.
+    assert [e.kind for e in v.evidence(None, 10, 4.0, 16.0, {"ocr", "subtitle"})] == ["ocr"]
