@@ -186,7 +186,7 @@ class QueryEngine:
         vector = await self.embed(q.query_text) if q.query_text is not None else None
         anchor = await self.embed(q.anchor_text) if q.anchor_text is not None else None
         plan = RetrievalPlan(vector, k, q.kinds, ask.start, ask.end, ask.wall_start, ask.wall_end,
-                             q.time_words, anchor, q.content, q.overview, q.language, q.speakers)
+                             q.time_words, anchor, q.content, q.overview, q.language, q.speakers, q.names)
         retrieved, warnings = await self.fan_out(wanted, lambda h: h.retrieve.remote(plan))
         t = time.perf_counter()
         ranked = [] if q.listing else await self._rerank(

@@ -20,6 +20,7 @@ from streaming.answer.extractive import extractive_answer, quote
 from streaming.answer.rerank import Ranked
 from streaming.question.intent import QueryIntent, parse_question
 from streaming.question.language import asks_language
+from streaming.question.names import asks_names
 from streaming.question.overview import asks_overview
 from streaming.question.speakers import asks_speakers
 from streaming.question.timewords import START_S, TimeIntent, parse_time_words
@@ -54,6 +55,7 @@ class QuestionPlan:
     overview: bool = False  # about the whole window: answered from its summaries, listed in time order
     language: bool = False  # which language: answered from what Whisper detected in each stream
     speakers: str = ""  # who speaks ("count", "change", "at"): answered from each stream's speaker labels
+    names: bool = False  # which names come up: answered by listing the window's proper names
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -74,6 +76,9 @@ def plan_question(question: str, modality: str | None = None) -> QuestionPlan:
     if speakers is not None:  # no transcript holds "two speakers": the voices' labels answer it
         intent = parse_question(question, modality or "said")
         return QuestionPlan(time_words, intent, True, False, None, None, intent.content, speakers=speakers)
+    if asks_names(question):  # "who is named?" holds no name to search for: list the window's names
+        intent = parse_question(question, modality or "any")
+        return QuestionPlan(time_words, intent, True, False, None, None, intent.content, names=True)
     overview = asks_overview(question)
     if overview is not None:
         # "What is this clip about?", "Summarize the first minute", "How does it end?": the window's

@@ -31,7 +31,7 @@ def cite(e: Evidence) -> str:
 # How an answer names where its quote came from: a user must never mistake a caption for speech.
 SOURCE_NAMES = {"speech": "Said", "ocr": "On screen", "subtitle": "Subtitle", "label": "Seen",
                 "chunk": "Said and shown", "meso": "Summary", "macro": "Summary",
-                "language": "Language", "speakers": "Speakers", "speaker": "Speaker"}  # the eval baseline's 30 s chunks mix both
+                "language": "Language", "speakers": "Speakers", "speaker": "Speaker", "names": "Named"}  # the eval baseline's 30 s chunks mix both
 
 
 AGAIN_LISTED = 5  # repeats named in an answer; the evidence carries all of them

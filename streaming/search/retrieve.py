@@ -20,6 +20,7 @@ import numpy as np
 from streaming.records import Candidate, Evidence, MicroSegment
 from streaming.question.language import language_name, written_language
 from streaming.question.timewords import TimeIntent
+from streaming.search.names import names_evidence
 from streaming.search.speakers import speaker_evidence
 from streaming.search.view import StreamView
 
@@ -46,6 +47,7 @@ class RetrievalPlan:
     overview: bool = False  # with no query: the window's meso/macro summaries rather than every item
     language: bool = False  # with no query: the language Whisper detected, cited where speech is
     speakers: str = ""  # with no query: a who-speaks question ("count", "change", "at"), from the labels
+    names: bool = False  # with no query: the proper names said or shown in the window
 
     def __post_init__(self):
         if self.k < 1:
@@ -219,6 +221,14 @@ def speakers(view: StreamView, plan: RetrievalPlan, start: float | None, end: fl
     return found
 
 
+def names(view: StreamView, start: float | None, end: float | None, kinds: set[str]) -> list[Evidence]:
+    """The proper names said (and shown, when the question allows) in the window, each where it
+    first comes up (streaming/search/names.py)."""
+    said = [s for s in view.segments(start, end) if s.words] if "speech" in kinds else []
+    shown = [it for it in view.visual.shown(start, end) if it.kind in kinds] if view.visual is not None else []
+    return names_evidence(view.id, said, shown)
+
+
 def retrieve(view: StreamView, plan: RetrievalPlan) -> Retrieved:
     """Candidates from one stream, unranked but deduplicated."""
     stream_end = view.committed_seconds
@@ -229,6 +239,7 @@ def retrieve(view: StreamView, plan: RetrievalPlan) -> Retrieved:
     if plan.query is None:
         found = (language(view, start, end, kinds) if plan.language
                  else speakers(view, plan, start, end) if plan.speakers
+                 else names(view, start, end, kinds) if plan.names
                  else overview(view, plan.k, start, end) if plan.overview else [])
         found = found or listing(view, plan.k, start, end, kinds)
         return Retrieved(tuple(Candidate(e) for e in found),
