@@ -287,7 +287,12 @@ def answer_after_generation(generated: str, declined: bool, sel: Selection) -> D
         return Decision(quote(main), True, sel.span)  # the retrieval is sure: the quote, not nothing
     text, _ = g.link_citations(generated, list(sel.chosen))
     span = sel.span
-    used = g.answer_span(sel.best.candidate.words, generated) if sel.best.candidate.words else None
-    if used is not None:
-        span = g.Citation(main.stream, *used)
+    read = sel.picked or (sel.best,)
+    source = g.answer_source([r.candidate.words for r in read], generated)
+    if source is not None:  # cite (and quote) the evidence the answer's words come from
+        main = read[source].candidate.evidence
+        span = g.Citation(main.stream, main.start, main.end)
+        used = g.answer_span(read[source].candidate.words, generated)
+        if used is not None:
+            span = g.Citation(main.stream, *used)
     return Decision(g.compose(text, main, span), True, span)

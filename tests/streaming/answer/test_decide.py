@@ -291,6 +291,20 @@ def test_the_citation_narrows_to_the_words_the_sentence_repeats():
     assert d.citations() == [{"stream": "news", "start": 21.0, "end": 22.75}]
 
 
+def test_an_answer_read_from_the_second_evidence_cites_and_quotes_the_second():
+    """The title names the manifesto, so it ranks first; the model answers from the segment that
+    says where they met. The citation follows the answer's words, not the ranking."""
+    title = "Manifesto of the Communist Party by Karl Marx and Frederick Engels."
+    london = "communists of various nationalities have assembled in London and sketched the following manifesto"
+    sel = selection(Ranking((ranked(title, 0.9, dense=0.7, start=13.0, words=timed(title, 13.0, 0.3)),
+                             ranked(london, 0.8, dense=0.65, start=74.0, words=timed(london, 74.0, 0.4)))),
+                    "In which city did communists from many countries gather to sketch the manifesto?")
+    assert len(sel.picked) == 2
+    d = answer_after_generation("The communists assembled in London and sketched the manifesto.", False, sel)
+    assert d.found and london in d.answer and title not in d.answer
+    assert d.span.start >= 74.0 and d.citations()[0]["start"] >= 74.0
+
+
 def test_a_failed_model_still_answers_with_the_quote():
     d = _generated(0.6, "", False)
     assert d.found and ROWING in d.answer and d.citations() == [{"stream": "news", "start": 20.0, "end": 23.0}]
