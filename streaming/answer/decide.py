@@ -238,6 +238,9 @@ def main_span(best: Ranked, question: str, refine: bool) -> g.Citation:
 
 def select(ranking: Ranking, question: str, k: int, budget: int) -> Selection:
     found = is_found(ranking)
+    if found and not ranking.listing and g.wants_number(question):
+        # The answer is a number: evidence with none holds no answer, however close its topic.
+        found = any(g.has_number(r.candidate.evidence.text) for r in ranking.ranked[:k])
     picked, background = pick_context(ranking, found, budget)
     best = ranking.ranked[0] if ranking.ranked else None
     span = main_span(best, question, ranking.when and not ranking.baseline) if best else None

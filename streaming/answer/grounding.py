@@ -163,6 +163,28 @@ class Citation:
         return {"stream": self.stream, "start": round(self.start, 3), "end": round(self.end, 3)}
 
 
+# "Which version number…", "what phone number…", "in what year…", "how many…": the answer is a
+# number, and evidence without one cannot hold it, however close its topic (a small model asked
+# anyway invents one: "version 1.0.2").
+_WANTS_NUMBER = re.compile(
+    r"\b(?:what|which)\s+(?:\w+\s+)?(?:number|year|version|date|price|percentage|score|digits?|amount)s?\b"
+    r"|\bhow\s+many\b|\bhow\s+much\s+(?:does|do|did|is|are|was|were|will)\b.*\b(?:cost|pay|charge|worth)\b",
+    re.IGNORECASE)
+_NUMBER = re.compile(
+    r"\d|\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
+    r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|"
+    r"ninety|hundred|thousand|million|billion|dozen|once|twice|single|double|first|second|third)\b",
+    re.IGNORECASE)
+
+
+def wants_number(question: str) -> bool:
+    return _WANTS_NUMBER.search(question) is not None
+
+
+def has_number(text: str) -> bool:
+    return _NUMBER.search(text) is not None
+
+
 def retrieval_found(best_dense: float, best_lexical: float) -> bool:
     """Whether the best candidate is close enough to the question to be worth an answer."""
     return best_dense >= STRONG_DENSE or (best_lexical > 0 and best_dense >= WEAK_DENSE)

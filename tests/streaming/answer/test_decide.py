@@ -291,6 +291,19 @@ def test_the_citation_narrows_to_the_words_the_sentence_repeats():
     assert d.citations() == [{"stream": "news", "start": 21.0, "end": 22.75}]
 
 
+def test_a_question_whose_answer_is_a_number_is_not_found_in_evidence_without_one():
+    congrats = "You have successfully installed and executed the Asterisk open-source PBX."
+    strong = Ranking((ranked(congrats, 0.9, dense=0.63, lexical=0.5),))
+    sel = selection(strong, "Which version number of Asterisk was installed?")
+    assert not sel.found and sel.citations() == []
+    assert not selection(strong, "What phone number should I call for technical support?").found
+    assert selection(strong, "What was installed?").found  # no number asked for: found as before
+    ivr = Ranking((ranked("For sales, press one. For support, press two.", 0.9, dense=0.6, lexical=0.5),))
+    assert selection(ivr, "Which number do I press for support?").found  # "two" is a number
+    assert selection(Ranking((ranked("Version 18 is out now.", 0.9, dense=0.6),)),
+                     "Which version number is out?").found
+
+
 def test_an_answer_read_from_the_second_evidence_cites_and_quotes_the_second():
     """The title names the manifesto, so it ranks first; the model answers from the segment that
     says where they met. The citation follows the answer's words, not the ranking."""
