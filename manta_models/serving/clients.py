@@ -34,6 +34,7 @@ class SpeechClient:
         self.call, self.which, self.key, self.priority = call, which, key, priority
         self.service = service
         self.language = language  # never another stream's detection
+        self.configured_language = language  # what the operator set (None: detect, and detect again)
 
     def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]:
         return [tuple(s) for s in self.call("vad", audio, self.key, self.priority)]

@@ -19,6 +19,7 @@ import numpy as np
 
 from streaming.ingest.features import SignalWindow
 from streaming.ingest.governor import Degradation, Governor, StreamClock
+from streaming.ingest.languages import LanguageTrack
 from streaming.memory.index import SegmentIndex
 from streaming.records import AudioChunk, MicroSegment, StreamStatus, SubtitleCue, VideoFrame
 from streaming.ingest.segmenter import MicroSegmenter
@@ -74,6 +75,7 @@ class StreamPipeline:
         self.frame_step_s = 1.0 / frame_fps if frame_fps > 0 else 1.0
         self.visual: VisualStage | None = None
         self.speakers = None  # streaming/ingest/speakers.py, made with the models when there is a speaker model
+        self.languages: LanguageTrack | None = None  # where the spoken language changes, made with the models
         self.thumbnails = ThumbnailRing() if spec.live else ThumbnailRing(keep_s=0)  # a file is read again
         self.source = MediaSource(
             spec, open_timeout=settings.open_timeout_s, read_timeout=settings.read_timeout_s,
@@ -225,9 +227,11 @@ class StreamPipeline:
 
     def _load(self) -> None:
         self.models = m = self._load_models()
+        cp = self.restored.checkpoint if self.restored else None
+        self.languages = LanguageTrack.from_info(cp.info if cp else None)
         self.transcriber = IncrementalTranscriber(
             m.asr, min_silence_s=self.settings.asr_min_silence_s,
-            tail_hold_s=self.settings.asr_tail_hold_s,
+            tail_hold_s=self.settings.asr_tail_hold_s, languages=self.languages,
             **transcriber_profile(self.settings, self.live_paced))
         self.index = SegmentIndex(m.embedder.dim)
         self.levels = StreamLevels(self.settings, m.embedder.dim)
@@ -373,7 +377,8 @@ class StreamPipeline:
             # The real URI, credentials included: a restart must open the source again.
             info={"source": self.spec.uri, "name": self.status.name, "state": self.status.state,
                   "pace": self.settings.pace,  # a realtime-paced file resumes realtime-paced
-                  **self.retention.info(), **(self.speakers.info() if self.speakers is not None else {})})
+                  **self.retention.info(), **(self.speakers.info() if self.speakers is not None else {}),
+                  **(self.languages.info() if self.languages is not None else {})})
 
     def _progress(self) -> None:
         st = self.status

@@ -40,7 +40,7 @@ class IncrementalTranscriber:
     def __init__(self, asr: SpeechRecognizer, *, max_buffer_s: float = 15.0,
                  min_piece_s: float = 2.0, min_silence_s: float = 0.5, tail_hold_s: float = 1.5,
                  check_every_s: float = 1.0, prompt_chars: int = 200, one_window: bool = False,
-                 fit: bool = False, first_piece_s: float | None = None):
+                 fit: bool = False, first_piece_s: float | None = None, languages=None):
         if not 2.0 <= max_buffer_s <= 30.0:
             raise ValueError("max_buffer_s must be within [2, 30] (Whisper sees 30 s at most)")
         if not 0.0 <= min_piece_s <= max_buffer_s:
@@ -50,6 +50,7 @@ class IncrementalTranscriber:
         if first_piece_s is not None and not 2 * tail_hold_s < first_piece_s <= max_buffer_s:
             raise ValueError("first_piece_s must be within (2 × tail_hold_s, max_buffer_s]")
         self.asr = asr
+        self.languages = languages  # where the language changes (streaming/ingest/languages.py), if tracked
         self.max_samples = int(max_buffer_s * SAMPLE_RATE)
         # A stream that has just started (or come back after a gap) has nothing final yet: its first
         # piece is cut shorter, so its first words are final in seconds rather than after a full
@@ -181,8 +182,14 @@ class IncrementalTranscriber:
         # In a fitted window Whisper leans on the prompt and echoes it back: measured on the manifesto,
         # a prompt raised WER from 8-10 % to 15-18 % at some chunkings (bench/live_window.py).
         prompt = self._context if self._mid_speech and self._context and not self.fit else None
+        if self.languages is not None:
+            self.languages.before_piece(self.asr, len(piece) / SAMPLE_RATE)
         raw, complete = self.asr.transcribe_window(piece, prompt=prompt, one_window=self.one_window, fit=self.fit)
+        if self.languages is not None and self.languages.doubtful(self.asr, raw):
+            raw, complete = self._hear_in_its_language(piece, raw, complete)
         words = [Word(w.text, offset + w.start, offset + w.end, w.probability) for w in raw]
+        if self.languages is not None:
+            self.languages.after_piece(self.asr, len(piece) / SAMPLE_RATE, words[0].start if words else None)
         if not complete and words:
             # Whisper stopped short of the piece's end: keep the rest for the next piece rather than
             # pay a second encoder pass for it now.
@@ -203,6 +210,18 @@ class IncrementalTranscriber:
             text = (self._context + "".join(w.text for w in words)).strip()
             self._context = text[-self.prompt_chars:] if self.prompt_chars else ""
         return words
+
+    def _hear_in_its_language(self, piece: np.ndarray, raw: list, complete: bool) -> tuple[list, bool]:
+        """The piece again, its language detected and no prompt (a prompt in the old language pulls
+        Whisper back into it): the surer of the two hearings stands, with its language."""
+        told = self.asr.language
+        self.asr.language = None
+        again, again_complete = self.asr.transcribe_window(piece, prompt=None, one_window=self.one_window,
+                                                           fit=self.fit)
+        if again and self.asr.language is not None and _mean_p(again) > _mean_p(raw):
+            return again, again_complete
+        self.asr.language = told
+        return raw, complete
 
     def _recover_skipped(self, words: list[Word], start: int, cut: int) -> list[Word]:
         """Whisper sometimes passes over a whole utterance, most often one repeating what it just
@@ -244,3 +263,7 @@ class IncrementalTranscriber:
         self._spans = [(max(0, a - n), b - n) for a, b in self._spans if b - n > 0]
         self._vad_done = max(0, self._vad_done - n)
         self.committed_until = max(self.committed_until, self._buf_t0)
+
+
+def _mean_p(words) -> float:
+    return sum(w.probability for w in words) / len(words) if words else 0.0

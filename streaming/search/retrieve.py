@@ -13,6 +13,7 @@ because each stream has its own newest time.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -201,8 +202,11 @@ def language(view: StreamView, start: float | None, end: float | None,
     name = language_name(view.language) if "speech" in kinds else None
     spoken = [s for s in view.segments(start, end) if s.words] if name else []
     if spoken:
-        return [Evidence(view.id, spoken[0].t0, spoken[-1].t1,
-                         f"{name} (the language Whisper detected in this stream's speech)", 1.0, "said", "language")]
+        # Each language with where it is spoken (several when it changes within the window).
+        stretches = spoken_stretches(view, spoken) if view.languages else []
+        return stretches or [Evidence(view.id, spoken[0].t0, spoken[-1].t1,
+                                      f"{name} (the language Whisper detected in this stream's speech)", 1.0,
+                                      "said", "language")]
     shown = view.visual.shown(start, end) if view.visual is not None else []
     written = language_name(written_language([it.text for it in shown]))
     if not written:
@@ -210,6 +214,24 @@ def language(view: StreamView, start: float | None, end: float | None,
     return [Evidence(view.id, shown[0].t0, max(it.t1 for it in shown),
                      f"{written} (the language of this stream's subtitles and on-screen text)", 1.0, "shown",
                      "language")]
+
+
+def spoken_stretches(view: StreamView, spoken: list[MicroSegment]) -> list[Evidence]:
+    """The window's speech by language, in time order (``view.languages``): one evidence per
+    stretch, cited from its first to its last speech; a segment belongs where its middle lies."""
+    changes = list(view.languages)
+    out: list[Evidence] = []
+    for n, (_, code) in enumerate(changes):
+        lo = changes[n][0] if n else -math.inf
+        hi = changes[n + 1][0] if n + 1 < len(changes) else math.inf
+        mine = [s for s in spoken if lo <= (s.t0 + s.t1) / 2 < hi]
+        if not mine:
+            continue
+        name = language_name(code)
+        said = (f"after {out[-1].text.split(' (')[0]}: the spoken language changes here" if out
+                else "the language Whisper detected in this stream's speech")
+        out.append(Evidence(view.id, mine[0].t0, mine[-1].t1, f"{name} ({said})", 1.0, "said", "language"))
+    return out
 
 
 def speakers(view: StreamView, plan: RetrievalPlan, start: float | None, end: float | None) -> list[Evidence]:

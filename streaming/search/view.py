@@ -52,13 +52,15 @@ class StreamView:
     frame_step_s: float = 1.0
     language: str | None = None  # Whisper's code for the stream's speech, once detected
     provisional: ProvisionalText | None = None  # heard past the final text (live streams)
+    languages: tuple[tuple[float, str], ...] = ()  # (media time, code) where each spoken language starts
 
     @classmethod
     def of(cls, pipeline: StreamPipeline) -> StreamView:
         """What a stream answers from right now (taken afresh: its worker builds the index once
         its models are loaded)."""
         return cls(pipeline.id, pipeline.status, pipeline.index, pipeline.levels, pipeline.visual,
-                   pipeline.frame_step_s, pipeline.language, pipeline.provisional_now())
+                   pipeline.frame_step_s, pipeline.language, pipeline.provisional_now(),
+                   tuple(pipeline.languages.changes) if pipeline.languages is not None else ())
 
     @property
     def committed_seconds(self) -> float:

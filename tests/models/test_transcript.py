@@ -302,3 +302,31 @@ def test_a_sentence_said_again_and_again_is_heard_every_time(base_asr, profile):
     # Nothing but the sentence, in whichever spelling Whisper picks ("ill-sposed", "old supposed").
     assert set(text.split()) <= {"he", "was", "not", "an", "ill", "old", "disposed", "sposed", "supposed",
                                  "young", "man"}, text
+
+
+ENGLISH = ["Good evening, here is the news.", "The harbor bridge will close for repairs on Tuesday morning.",
+           "Traffic will move to the old ferry road for two weeks."]
+SPANISH = ["Buenas noches, aquí están las noticias.", "El puente del puerto cerrará por reparaciones el martes.",
+           "El tráfico pasará por la carretera del ferry durante dos semanas."]
+
+
+def test_a_bulletin_that_goes_on_in_spanish_is_told_in_two_languages_with_where(base_asr: WhisperASR) -> None:
+    """Whisper base, multilingual, on eSpeak's English then Spanish voice (about 12 s each, with
+    pauses): the language is detected again every 8 s of speech here (30 s by default), so the
+    switch is found within one check and the Spanish is transcribed as Spanish, not as English."""
+    from streaming.ingest.languages import LanguageTrack
+
+    gap = np.zeros(SAMPLE_RATE // 2, np.float32)
+    parts = [(_trim(_to_16k(*synthesize(s, "en-us", 150))), "en") for s in ENGLISH]
+    parts += [(_trim(_to_16k(*synthesize(s, "es", 150))), "es") for s in SPANISH]
+    audio = np.concatenate([x for p, _ in parts for x in (p, gap)])
+    spanish_from = sum(len(p) + len(gap) for p, lang in parts if lang == "en") / SAMPLE_RATE
+    asr = WhisperASR(str(base_asr.path))  # the same model with its own language, detected afresh
+    track = LanguageTrack(recheck_s=8.0)
+    tr = IncrementalTranscriber(asr, **LIVE, languages=track)
+    words = _feed(tr, [AudioChunk(audio[i:i + CHUNK], i / SAMPLE_RATE, 0.0) for i in range(0, len(audio), CHUNK)])
+    print("changes:", track.changes, "spanish from", round(spanish_from, 2), _text(words))
+    assert [c for _, c in track.changes] == ["en", "es"]
+    assert spanish_from - 1.0 <= track.changes[1][0] <= spanish_from + 8.0 + LIVE["max_buffer_s"]
+    said = _text(words)
+    assert "bridge" in said and "puente" in said  # each part in its own language

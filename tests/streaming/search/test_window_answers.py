@@ -61,8 +61,9 @@ def test_no_levels_or_no_summary_text_gives_nothing_so_the_window_is_listed():
 class Spoken:
     """The two things ``language`` reads of a StreamView: the detected code and the segments."""
 
-    def __init__(self, code, spans, shown=()):
+    def __init__(self, code, spans, shown=(), changes=()):
         self.id, self.language = "s", code
+        self.languages = tuple(changes) or ((0.0, code),) if code else ()
         self.visual = _stage_with(list(shown)) if shown else None
         self._segs = [SimpleNamespace(t0=a, t1=b, words=(1,) if said else ()) for a, b, said in spans]
 
@@ -75,6 +76,18 @@ def test_the_language_is_named_and_cited_from_the_first_to_the_last_speech_in_th
     assert len(got) == 1 and got[0].text.startswith("English") and got[0].kind == "language"
     assert (got[0].start, got[0].end) == (3, 9)
     assert language(Spoken("yue", [(0, 3, True)]), None, None)[0].text.startswith("Cantonese")
+
+
+def test_a_change_of_spoken_language_is_told_with_where_each_language_is_spoken():
+    """An English news bulletin that goes on in Spanish at 0:30: both, each cited where spoken."""
+    spans = [(t, t + 3, True) for t in range(0, 60, 3)]
+    got = language(Spoken("es", spans, changes=[(0.2, "en"), (30.4, "es")]), None, None)
+    assert [e.text.split(" (")[0] for e in got] == ["English", "Spanish"]
+    assert [(e.start, e.end) for e in got] == [(0, 30), (30, 60)]
+    assert "changes" in got[1].text and "English" in got[1].text
+    # Asked about the first half only: one language, no change.
+    first = language(Spoken("es", spans, changes=[(0.2, "en"), (30.4, "es")]), 0.0, 29.0)
+    assert len(first) == 1 and first[0].text.startswith("English")
 
 
 def test_subtitles_are_answered_in_the_language_they_are_written_in():
