@@ -11,6 +11,7 @@ generated sentence (``answer_without_model``, ``answer_after_generation``).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -66,11 +67,16 @@ class QuestionPlan:
         return self.intent.modalities
 
 
+_WRITTEN = re.compile(r"\b(?:subtitles?|subtitled|captions?|captioned|written|writing|text|on[- ]?screen|signs?|"
+                      r"titles?|slides?|printed)\b", re.IGNORECASE)
+
+
 def plan_question(question: str, modality: str | None = None) -> QuestionPlan:
     time_words = parse_time_words(question)
     if asks_language(question):  # no transcript holds the word "language"
         # "What language is spoken?" is Whisper's; "...are the subtitles in?" is the written text's.
-        intent = parse_question(question, modality)
+        # ("Read" is no sign of text here: an audiobook is read aloud.)
+        intent = parse_question(question, modality or ("shown" if _WRITTEN.search(question) else "said"))
         return QuestionPlan(time_words, intent, True, False, None, None, intent.content, language=True)
     speakers = asks_speakers(question)
     if speakers is not None:  # no transcript holds "two speakers": the voices' labels answer it

@@ -113,6 +113,7 @@ def test_which_language_a_question_asks_about():
     assert "speech" not in plan_question("Which language is the on-screen dialogue written in?").kinds
     assert "speech" in plan_question("What language is spoken?").kinds
     assert "speech" in plan_question("What language is this in?").kinds
+    assert "speech" in plan_question("In what language is this passage read?").kinds  # read aloud
 
 
 def test_no_language_before_speech_so_the_window_is_listed():
