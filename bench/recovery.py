@@ -74,12 +74,28 @@ def actor_kill(http, namespace: str) -> dict:
     before = http.get("/v1/streams/killed").json()
     kill = time.time()
     ray.kill(ray.get_actor(actor_name("killed"), namespace=namespace), no_restart=False)
-    time.sleep(0.5)  # the old actor's status must not be mistaken for the new one's
-    ok = _advancing(http, "killed", before["committed_seconds"] + 0.5)
+    # Two moments: the new actor's first "ingesting" (after "lost" while Ray restarts it, then
+    # "restoring": its source is open again at the checkpoint), and its first media past the
+    # checkpoint (the recovery figure). The old actor may answer once more right after the kill,
+    # so "ingesting" counts only after a status that was not.
+    down, back, ok = False, None, None
+    past = before["committed_seconds"] + 0.5
+    while ok is None and time.time() - kill < 120:
+        st = http.get("/v1/streams/killed").json()
+        now, state = time.time(), st.get("state")
+        down = down or state != "ingesting"
+        if down and state == "ingesting" and back is None:
+            back = now
+        if down and state == "ingesting" and st.get("media_seconds", 0) > past:
+            ok = now
+        time.sleep(0.05)
+    if ok is None:
+        raise RuntimeError(f"killed did not recover: {st}")
     st = http.get("/v1/streams/killed").json()
     http.delete("/v1/streams/killed")
     return dict(recovery=ok - kill, reconnects=0, gaps=0,
-                note=f"resumed from its checkpoint at {before['committed_seconds']:.1f} s; "
+                note=f"state `ingesting` again after {(back or float('nan')) - kill:.2f} s; resumed from its "
+                     f"checkpoint at {before['committed_seconds']:.1f} s; "
                      + ("restarted after a crash" if "restarted after a crash" in st["notes"] else str(st["notes"])))
 
 
