@@ -56,6 +56,7 @@ CATEGORIES: dict[str, tuple[range, ...]] = {
 }
 # Every animal above, and the ones no narrower category takes (elephants, whales, deer...).
 ANIMALS = range(0, 398)
+_ANIMAL_KINDS = frozenset(n for n, ranges in CATEGORIES.items() if all(r.stop <= ANIMALS.stop for r in ranges))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +82,9 @@ def with_categories(top: list[tuple[str, float]], probs: np.ndarray,
                     categories: dict[str, np.ndarray]) -> tuple[tuple[str, float], ...]:
     """The top classes plus every category at least CATEGORY_MIN_P sure (its classes' summed
     probability), best first; "animal" only when no narrower animal category is sure."""
-    extra = [(name, float(probs[ix].sum())) for name, ix in categories.items()]
-    extra = [(n, p) for n, p in extra if p >= CATEGORY_MIN_P]
-    narrow = {n for n, _ in extra} - {"animal", "food", "landscape", "aircraft", "car", "boat", "train"}
+    extra = [(n, p) for n, p in ((name, float(probs[ix].sum())) for name, ix in categories.items())
+             if p >= CATEGORY_MIN_P]
+    narrow = any(n in _ANIMAL_KINDS for n, _ in extra)
     extra = [(n, p) for n, p in extra if n != "animal" or not narrow]
     taken = {n for n, _ in top}
     return tuple(sorted(top + [(n, p) for n, p in extra if n not in taken], key=lambda x: -x[1]))

@@ -11,7 +11,6 @@ generated sentence (``answer_without_model``, ``answer_after_generation``).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -19,7 +18,7 @@ from streaming.answer import grounding as g
 from streaming.answer.context import evidence_line, select_context
 from streaming.answer.extractive import extractive_answer, quote
 from streaming.answer.rerank import Ranked
-from streaming.question.intent import QueryIntent, parse_question
+from streaming.question.intent import QueryIntent, names_written_text, parse_question
 from streaming.question.language import asks_language
 from streaming.question.names import asks_names
 from streaming.question.overview import asks_overview
@@ -67,16 +66,11 @@ class QuestionPlan:
         return self.intent.modalities
 
 
-_WRITTEN = re.compile(r"\b(?:subtitles?|subtitled|captions?|captioned|written|writing|text|on[- ]?screen|signs?|"
-                      r"titles?|slides?|printed)\b", re.IGNORECASE)
-
-
 def plan_question(question: str, modality: str | None = None) -> QuestionPlan:
     time_words = parse_time_words(question)
     if asks_language(question):  # no transcript holds the word "language"
         # "What language is spoken?" is Whisper's; "...are the subtitles in?" is the written text's.
-        # ("Read" is no sign of text here: an audiobook is read aloud.)
-        intent = parse_question(question, modality or ("shown" if _WRITTEN.search(question) else "said"))
+        intent = parse_question(question, modality or ("shown" if names_written_text(question) else "said"))
         return QuestionPlan(time_words, intent, True, False, None, None, intent.content, language=True)
     speakers = asks_speakers(question)
     if speakers is not None:  # no transcript holds "two speakers": the voices' labels answer it

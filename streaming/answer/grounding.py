@@ -103,10 +103,10 @@ def refine_span(words, question: str) -> tuple[float, float] | None:
 MATCH_COST = 0.35  # what an unmatched word costs a span, against 1 for a word the answer used
 
 
-def answer_run(words, generated: str) -> tuple[float, tuple[float, float]] | None:
-    """Where in the evidence the generated answer comes from, and how well: the run of evidence
-    words that the answer repeats, densest first (maximum subarray: +1 for a word the answer uses,
-    −MATCH_COST for one it does not), with its score. None when the evidence is no guide to it."""
+def answer_span(words, generated: str) -> tuple[float, float] | None:
+    """Where in the evidence the generated answer comes from: the run of evidence words that the
+    answer repeats, densest first (maximum subarray: +1 for a word the answer uses, −MATCH_COST
+    for one it does not). A 7 s segment cited for a 3 s sentence is imprecise."""
     used = {w for w in _tokens(generated) if w not in _STOP}
     if not words or not used:
         return None
@@ -126,14 +126,7 @@ def answer_run(words, generated: str) -> tuple[float, tuple[float, float]] | Non
     inside = {(_tokens(w.text) or [""])[0] for w in words[i:j + 1]}
     if len(used & inside) < ANSWER_COVERED * len(used):
         return None  # the sentence says things the span does not: it is no guide to where
-    return best, (words[i].start, words[j].end)
-
-
-def answer_span(words, generated: str) -> tuple[float, float] | None:
-    """Where in the evidence the generated answer comes from (``answer_run``'s span): a 7 s segment
-    cited for a 3 s sentence is imprecise."""
-    run = answer_run(words, generated)
-    return run[1] if run else None
+    return words[i].start, words[j].end
 
 
 def answer_source(word_lists, generated: str) -> int | None:

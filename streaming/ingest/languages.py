@@ -20,6 +20,18 @@ DOUBT_MIN_WORDS = 3
 DOUBT_EVERY_S = 10.0  # of speech between two such second hearings: noisy speech must not double the cost
 
 
+def mean_probability(words) -> float:
+    """How sure the recogniser was of a piece: its words' mean probability (0 for no words)."""
+    return sum(w.probability for w in words) / len(words) if words else 0.0
+
+
+def stretches(changes, end: float) -> list[tuple[float, float, str]]:
+    """``changes`` ((media time, code) where each language starts) as (start, end, code); the last
+    runs to ``end``."""
+    bounds = [t for t, _ in changes[1:]] + [end]
+    return [(t, max(t, b), c) for (t, c), b in zip(changes, bounds)]
+
+
 class LanguageTrack:
     """The stretches of one stream's speech by language, as (media time it starts, Whisper code)."""
 
@@ -47,7 +59,7 @@ class LanguageTrack:
             return False
         if len(words) < DOUBT_MIN_WORDS or self._since_doubt < DOUBT_EVERY_S:
             return False
-        if sum(w.probability for w in words) / len(words) >= DOUBT_P:
+        if mean_probability(words) >= DOUBT_P:
             return False
         self._since_doubt = 0.0
         return True
@@ -63,8 +75,7 @@ class LanguageTrack:
 
     def spans(self, end: float) -> list[tuple[float, float, str]]:
         """The stretches as (start, end, code); the last runs to ``end``."""
-        bounds = [t for t, _ in self.changes[1:]] + [end]
-        return [(t, max(t, b), c) for (t, c), b in zip(self.changes, bounds)]
+        return stretches(self.changes, end)
 
     def info(self) -> dict:
         """What a checkpoint keeps, so a restarted stream still knows where its language changed."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from streaming.ingest.languages import mean_probability
 from streaming.ingest.provisional import PendingAudio
 from streaming.interfaces import SpeechRecognizer
 from streaming.records import SAMPLE_RATE, AudioChunk, Word
@@ -218,7 +219,7 @@ class IncrementalTranscriber:
         self.asr.language = None
         again, again_complete = self.asr.transcribe_window(piece, prompt=None, one_window=self.one_window,
                                                            fit=self.fit)
-        if again and self.asr.language is not None and _mean_p(again) > _mean_p(raw):
+        if again and self.asr.language is not None and mean_probability(again) > mean_probability(raw):
             return again, again_complete
         self.asr.language = told
         return raw, complete
@@ -263,7 +264,3 @@ class IncrementalTranscriber:
         self._spans = [(max(0, a - n), b - n) for a, b in self._spans if b - n > 0]
         self._vad_done = max(0, self._vad_done - n)
         self.committed_until = max(self.committed_until, self._buf_t0)
-
-
-def _mean_p(words) -> float:
-    return sum(w.probability for w in words) / len(words) if words else 0.0

@@ -49,7 +49,12 @@ BLACK_LABELS = (("black screen", 1.0),)
 
 
 def is_black(image: np.ndarray) -> bool:
-    return float(np.percentile(grey_thumb(image), 99)) <= BLACK_P99
+    return _black(grey_thumb(image))
+
+
+def _black(thumb: np.ndarray) -> bool:
+    """``is_black`` on the frame's ``grey_thumb`` (already made for the OCR gate)."""
+    return float(np.percentile(thumb, 99)) <= BLACK_P99
 
 
 def _is_shown(item) -> bool:
@@ -100,11 +105,12 @@ class VisualStage:
         if frame.cut is not None:
             self.counters.cuts += 1
         seen = SeenLabels(frame.t, (), cut=frame.cut)
+        thumb = grey_thumb(frame.image) if self.vision is not None or self.reader is not None else None
         if self.vision is not None:
             vectors, labels = self.vision.encode([frame.image])
             vector = vectors[0]
             # ImageNet has no class for nothing: on a black frame its top classes are noise.
-            seen = replace(seen, labels=BLACK_LABELS if is_black(frame.image) else labels[0].labels)
+            seen = replace(seen, labels=BLACK_LABELS if _black(thumb) else labels[0].labels)
             self.frames.upsert(next(self._frame_keys), seen, frame.t, frame.t + self.frame_step_s, vector)
             self._new_frames.append((seen, vector))
         if self.clip is not None:
@@ -119,7 +125,7 @@ class VisualStage:
                                         frame.t + self.caption_interval_s)])
         if self.reader is not None:
             until = frame.t + self.frame_step_s
-            decision = self.gate.decide(frame.t, grey_thumb(frame.image), cut=frame.cut is not None)
+            decision = self.gate.decide(frame.t, thumb, cut=frame.cut is not None)
             if decision == "read":
                 t = time.perf_counter()
                 blocks = group_lines(self.reader.read(frame.image), frame.image.shape[1] / frame.image.shape[0])

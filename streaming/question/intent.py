@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 KINDS = {"said": {"speech"}, "shown": {"ocr", "subtitle"}, "seen": {"label", "caption", "frame"}}
 
-# Words that only say where to look; order matters (longest phrases first).
-_SHOWN_TEXT = r"on[- ]screen text|onscreen text|text|written|writing|caption(?:s|ed)?|" \
+# Words that only say where to look; order matters (longest phrases first). The names of written
+# text, then verbs that mostly mean it ("read" may also be read aloud: an audiobook).
+_TEXT_NAMES = r"on[- ]screen text|onscreen text|text|written|writing|caption(?:s|ed)?|" \
               r"subtitle(?:s|d)?|title(?: card)?s?|headlines?|banners?|tickers?|lower third|slides?|" \
-              r"signs?|read(?:s)?|says? on|printed"
+              r"signs?|printed"
+_SHOWN_TEXT = _TEXT_NAMES + r"|read(?:s)?|says? on"
 # "What is on screen?" asks what is visible, text or not: a picture without a word has labels.
 _PICTURE = r"on[- ]screen|onscreen|shown|show(?:s|ing)?|displayed|display(?:s)?|appears?|appeared|visible|seen|see|" \
            r"picture|image|frame|scene|look(?:s)? like|in view"
@@ -41,6 +43,12 @@ class QueryIntent:
 
 def _has(pattern: str, text: str) -> bool:
     return re.search(rf"\b(?:{pattern})\b", text) is not None
+
+
+def names_written_text(question: str) -> bool:
+    """Whether the question names written text (subtitles, a caption, text on screen), not just a
+    verb that may mean speech: "what language are the subtitles in?", not "…is this passage read?"."""
+    return _has(_TEXT_NAMES + r"|on[- ]?screen", " ".join(question.lower().split()))
 
 
 def parse_question(question: str, modality: str | None = None) -> QueryIntent:

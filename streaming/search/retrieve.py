@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streaming.ingest.languages import stretches
 from streaming.records import Candidate, Evidence, MicroSegment
 from streaming.question.language import language_name, written_language
 from streaming.question.timewords import TimeIntent
@@ -218,19 +219,20 @@ def language(view: StreamView, start: float | None, end: float | None,
 
 def spoken_stretches(view: StreamView, spoken: list[MicroSegment]) -> list[Evidence]:
     """The window's speech by language, in time order (``view.languages``): one evidence per
-    stretch, cited from its first to its last speech; a segment belongs where its middle lies."""
-    changes = list(view.languages)
+    stretch, cited from its first to its last speech; a segment belongs where its middle lies (the
+    first stretch also holds speech heard before its language was first detected)."""
     out: list[Evidence] = []
-    for n, (_, code) in enumerate(changes):
-        lo = changes[n][0] if n else -math.inf
-        hi = changes[n + 1][0] if n + 1 < len(changes) else math.inf
+    before = None  # the previous stretch's language, once one is cited
+    for n, (lo, hi, code) in enumerate(stretches(view.languages, math.inf)):
+        lo = lo if n else -math.inf
         mine = [s for s in spoken if lo <= (s.t0 + s.t1) / 2 < hi]
         if not mine:
             continue
         name = language_name(code)
-        said = (f"after {out[-1].text.split(' (')[0]}: the spoken language changes here" if out
+        said = (f"after {before}: the spoken language changes here" if before
                 else "the language Whisper detected in this stream's speech")
         out.append(Evidence(view.id, mine[0].t0, mine[-1].t1, f"{name} ({said})", 1.0, "said", "language"))
+        before = name
     return out
 
 
