@@ -64,14 +64,17 @@ class LanguageTrack:
         self._since_doubt = 0.0
         return True
 
-    def after_piece(self, asr, piece_s: float, t0: float | None) -> None:
+    def after_piece(self, asr, piece_s: float, t0: float | None) -> bool:
         """Note the language the piece was heard in; ``t0``: media time of its first word (None
-        when it had none: silence says nothing of language)."""
+        when it had none: silence says nothing of language). True when it starts a new stretch."""
         self._since += piece_s
         self._since_doubt += piece_s
         code = getattr(asr, "language", None)
-        if t0 is not None and code and (not self.changes or self.changes[-1][1] != code):
-            self.changes.append((round(t0, 3), code))
+        if t0 is None or not code or (self.changes and self.changes[-1][1] == code):
+            return False
+        changed = bool(self.changes)
+        self.changes.append((round(t0, 3), code))
+        return changed
 
     def spans(self, end: float) -> list[tuple[float, float, str]]:
         """The stretches as (start, end, code); the last runs to ``end``."""

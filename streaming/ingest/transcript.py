@@ -185,12 +185,17 @@ class IncrementalTranscriber:
         prompt = self._context if self._mid_speech and self._context and not self.fit else None
         if self.languages is not None:
             self.languages.before_piece(self.asr, len(piece) / SAMPLE_RATE)
+            if self.asr.language is None:
+                # Detecting afresh: a prompt in the old language pulls Whisper back into it, and it
+                # translates the new one (measured: "El puente del puerto…" → "the bridge will be…").
+                prompt = None
         raw, complete = self.asr.transcribe_window(piece, prompt=prompt, one_window=self.one_window, fit=self.fit)
         if self.languages is not None and self.languages.doubtful(self.asr, raw):
             raw, complete = self._hear_in_its_language(piece, raw, complete)
         words = [Word(w.text, offset + w.start, offset + w.end, w.probability) for w in raw]
-        if self.languages is not None:
-            self.languages.after_piece(self.asr, len(piece) / SAMPLE_RATE, words[0].start if words else None)
+        if self.languages is not None and self.languages.after_piece(
+                self.asr, len(piece) / SAMPLE_RATE, words[0].start if words else None):
+            self._context = ""  # the next piece's prompt must not be in the language just left
         if not complete and words:
             # Whisper stopped short of the piece's end: keep the rest for the next piece rather than
             # pay a second encoder pass for it now.

@@ -328,5 +328,10 @@ def test_a_bulletin_that_goes_on_in_spanish_is_told_in_two_languages_with_where(
     print("changes:", track.changes, "spanish from", round(spanish_from, 2), _text(words))
     assert [c for _, c in track.changes] == ["en", "es"]
     assert spanish_from - 1.0 <= track.changes[1][0] <= spanish_from + 8.0 + LIVE["max_buffer_s"]
-    said = _text(words)
-    assert "bridge" in said and "puente" in said  # each part in its own language
+    # Each part written in its own language, not the Spanish translated into English (as it was when
+    # the English prompt carried over the switch). Told by the common words of each, not by wording.
+    from streaming.question.language import written_language
+
+    switch = track.changes[1][0]
+    assert written_language([_text([w for w in words if w.start < spanish_from])]) == "en"
+    assert written_language([_text([w for w in words if w.start >= switch])]) == "es", _text(words)
