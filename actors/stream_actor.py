@@ -137,7 +137,7 @@ class StreamActor:
     def _check_watches(self, segments, vectors, items) -> None:
         """Standing questions: every commit's new speech and shown items, the moment they are searchable."""
         pipe = self.pipeline
-        self._watches.check(observed(segments, vectors, items), pipe.clock(), pipe.sent_wall)
+        self._watches.check(observed(segments, vectors, items), pipe.clock(), pipe.progress.sent_wall)
 
     def _open_store(self, path: Path) -> StreamStore | None:
         """The stream's store: the saved one when resuming; else a new file, never an old one

@@ -20,12 +20,12 @@ import numpy as np
 from streaming.ingest.features import SignalWindow
 from streaming.ingest.governor import Degradation, Governor, StreamClock
 from streaming.ingest.languages import LanguageTrack
+from streaming.ingest.progress import IngestProgress
 from streaming.memory.index import SegmentIndex
 from streaming.records import AudioChunk, MicroSegment, StreamStatus, SubtitleCue, VideoFrame
 from streaming.ingest.segmenter import MicroSegmenter
 from streaming.settings import Settings
 from streaming.source.media import CHUNK_SECONDS, MediaSource, SourceError, SourceSpec
-from streaming.source.patience import live_state
 from streaming.source.policy import SourcePolicy
 from streaming.source.redact import redact_text
 from streaming.memory.store import Checkpoint, StreamStore
@@ -90,8 +90,6 @@ class StreamPipeline:
         self.window = SignalWindow()
         self._queue: queue.Queue = queue.Queue(maxsize=max(2, int(settings.queue_seconds / CHUNK_SECONDS)))
         self._threads: list[threading.Thread] = []
-        self._busy = 0.0  # seconds spent recognising, embedding and indexing
-        self._taken_t = resume_t  # media time of the newest item the worker took off the queue
         self._tail_flushed_at = -1.0  # media time when a live outage last flushed the held tail
         # Called in the worker thread after each commit with (segments, vectors, shown items created
         # or grown): the stream actor checks its watches there (actors/watch_desk.py).
@@ -100,6 +98,7 @@ class StreamPipeline:
         self.live_paced = spec.live or settings.pace == "realtime"
         self.governor: Governor | None = None
         self.stream_clock = StreamClock(clock) if self.live_paced else None
+        self.progress = IngestProgress(self.status, self.source, self.stream_clock, resume_t)
         if cp is not None:
             self.status.media_seconds = cp.media_seconds
             self.status.committed_seconds = resume_t
@@ -157,25 +156,7 @@ class StreamPipeline:
         return self._ready.wait(timeout)
 
     def snapshot(self) -> dict:
-        if self.status.state == "ingesting":  # also while the worker is deep in one long call
-            st = self.status
-            st.backlog_s = self._backlog()
-            st.lag_s = max(st.lag_s, self._trailing(st.committed_seconds) or 0.0)
-        snap = self.status.to_dict() | {"language": self.language}
-        if self.spec.live:  # waiting for a sender, retrying a server, reconnecting (patience.py)
-            snap["state"], snap["last_error"] = live_state(snap["state"], self.source.progress, snap["last_error"])
-        progress = self.source.progress
-        snap["reconnects"] = progress.reconnects
-        # Source faults survived, so a user can tell a clean feed from one that needed repair.
-        snap.update(decode_errors=progress.decode_errors, discontinuities=progress.discontinuities,
-                    timestamp_wraps=progress.timestamp_wraps, stalls=progress.stalls)
-        if self.visual is not None:
-            snap["visual"] = self.visual.counters.to_dict()
-        heard = self.provisional_now()
-        snap["provisional"] = heard.to_dict() if heard is not None else None
-        if self.provisional_worker is not None:
-            snap["provisional_stats"] = self.provisional_worker.counters()
-        return snap
+        return self.progress.snapshot(self.language, self.visual, self.provisional_now(), self.provisional_worker)
 
     def provisional_now(self):
         """The provisional text past what is final and searchable now (None when there is none)."""
@@ -266,11 +247,11 @@ class StreamPipeline:
                 if item is _END:
                     t = time.perf_counter()
                     self._finish()
-                    self._busy += time.perf_counter() - t
+                    self.progress.busy += time.perf_counter() - t
                     self._progress()
                     break
                 t = time.perf_counter()
-                self._taken_t = max(self._taken_t, getattr(item, "t1", getattr(item, "t", 0.0)))
+                self.progress.took(item)
                 if isinstance(item, AudioChunk):
                     self.window.add_audio(item)
                     if self.speakers is not None:  # the audio a segment's voice is cut from
@@ -286,7 +267,7 @@ class StreamPipeline:
                         self._commit(self.segmenter.push([], item.t), [])
                 elif isinstance(item, SubtitleCue):
                     self.visual.on_cue(item)
-                self._busy += time.perf_counter() - t
+                self.progress.busy += time.perf_counter() - t
                 self._progress()
                 if isinstance(item, AudioChunk):  # for provisional text: what is held past the final words
                     self.pending_audio = self.transcriber.pending(self.status.committed_seconds)
@@ -309,7 +290,7 @@ class StreamPipeline:
         self._tail_flushed_at = self.status.media_seconds
         t = time.perf_counter()
         self._flush_transcript(self.transcriber.committed_until)
-        self._busy += time.perf_counter() - t
+        self.progress.busy += time.perf_counter() - t
         self._progress()
         self.pending_audio = self.transcriber.pending(self.status.committed_seconds)
 
@@ -381,33 +362,8 @@ class StreamPipeline:
                   **(self.languages.info() if self.languages is not None else {})})
 
     def _progress(self) -> None:
-        st = self.status
-        if self.transcriber is None:
-            return
-        pending = self.segmenter.pending_start
-        committed = self.transcriber.committed_until if pending is None else min(
-            pending, self.transcriber.committed_until)
-        st.committed_seconds = max(st.committed_seconds, committed)
-        st.lag_s = max(0.0, st.media_seconds - st.committed_seconds, self._trailing(st.committed_seconds) or 0.0)
-        st.backlog_s = self._backlog()
-        st.rtf = self._busy / st.media_seconds if st.media_seconds > 0 else 0.0
-        st.updated_wall = self.clock()
-
-    def sent_wall(self, t: float) -> float | None:
-        """When a live (or real-time-paced) source delivered media time ``t``; None for a file read fast."""
-        return self.stream_clock.wall_of(t) if self.stream_clock is not None else None
-
-    def _trailing(self, t: float) -> float | None:
-        if self.stream_clock is None or not self.source.progress.connected or \
-                self.status.state in ("finished", "stopped", "failed"):
-            return None
-        return self.stream_clock.trailing(t)
-
-    def _backlog(self) -> float:
-        if self.status.state in ("finished", "stopped", "failed"):
-            return 0.0
-        behind = self._trailing(self._taken_t)
-        return max(0.0, self.status.media_seconds - self._taken_t) if behind is None else behind
+        if self.transcriber is not None:
+            self.progress.update(self.transcriber, self.segmenter, self.clock())
 
     def _govern(self) -> None:
         if self.governor is None:

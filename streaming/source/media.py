@@ -18,11 +18,10 @@ import av
 
 from streaming.source import watchdog
 from streaming.source.audio_chunks import AudioChunker
+from streaming.source.container import HLS_READ_TIMEOUT_S, is_playlist, open_container, reason
 from streaming.source.continuity import Resume
 from streaming.records import Gap, MediaChunk, VideoFrame
 from streaming.source.patience import FirstConnect
-from streaming.source.relay import (RELAYED_SCHEMES, ProtocolMissing, RelayTimeout, open_relay,
-                                    pyav_has_protocol)
 from streaming.source.scenes import SceneDetector, thumbnail
 from streaming.source.spec import (LIVE_SCHEMES, RECORDED_SUFFIXES, NothingReceived, SourceError, SourceSpec,
                                    SourceUnreachable, is_listener, parse_source)
@@ -36,36 +35,9 @@ __all__ = ["CHUNK_SECONDS", "HLS_READ_TIMEOUT_S", "LIVE_SCHEMES", "MAX_FRAME_WID
            "open_container", "parse_source"]
 
 log = logging.getLogger("manta.sources")
-# PyAV's bridge from FFmpeg's log to Python logging takes a lock per message from every decoder
-# thread: it contends under threads and can deadlock (PyAV issues 751, 2276). FFmpeg's own messages
-# are not needed: errors still raise with their reason.
-av.logging.set_level(None)
 
-# At the live edge of an HLS playlist a read waits for the next segment, up to the target duration
-# (Apple recommends 6 s, some servers use 10) and half that again if it is late. A read timeout
-# shorter than that ends FFmpeg's HLS demuxer as if the playlist had finished.
-HLS_READ_TIMEOUT_S = 20.0
-# ffmpeg will happily "decode" plain text as ANSI art (tty demuxer); that is never what a user meant.
-NOT_MEDIA_FORMATS = {"tty", "ffmetadata", "srt", "webvtt", "ass", "subviewer", "microdvd"}
-
-# HTTP answers that trying again does not change (a 404 may: a playlist not published yet).
-REFUSALS = (av.error.HTTPBadRequestError, av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)
 CHUNK_SECONDS = 0.5
 MAX_FRAME_WIDTH = 640
-
-
-def _open_options(spec: SourceSpec) -> dict[str, str]:
-    opts = {}
-    if spec.live:
-        # Start quickly: ffmpeg's default 5 s probe would be 5 s of extra latency on every connect.
-        opts.update(analyzeduration="1000000", probesize="1000000")
-    if spec.scheme == "udp":
-        opts.update(overrun_nonfatal="1", fifo_size="278876")  # ~50 MB of 188-byte TS packets
-    elif spec.scheme in ("rtsp", "rtsps"):
-        opts["rtsp_transport"] = "tcp"
-    elif spec.scheme == "srt":
-        opts["mode"] = "listener" if "mode=listener" in spec.uri else "caller"
-    return opts
 
 
 def _first_timestamp(container, streams) -> float:
@@ -74,48 +46,6 @@ def _first_timestamp(container, streams) -> float:
         if packet.pts is not None and packet.time_base is not None:
             return float(packet.pts * packet.time_base)
     return 0.0
-
-
-def open_container(spec: SourceSpec, open_timeout: float, read_timeout: float,
-                   options: dict[str, str] | None = None):
-    """Open with bounded waits; raise SourceError with a readable reason. ``options``: more FFmpeg
-    options (the source policy's protocol whitelist)."""
-    if spec.uri.lower().split("?")[0].endswith(".m3u8"):
-        read_timeout = max(read_timeout, HLS_READ_TIMEOUT_S)
-    try:
-        if spec.live and spec.scheme in RELAYED_SCHEMES and not pyav_has_protocol(spec.scheme):
-            container = open_relay(spec.uri, spec.scheme, open_timeout, read_timeout)  # srt://: relay.py
-        else:
-            container = av.open(spec.uri, options=_open_options(spec) | (options or {}),
-                                timeout=(open_timeout, read_timeout))
-    except (av.error.ExitError, RelayTimeout):
-        raise NothingReceived(f"nothing received from {spec.display} within {open_timeout:g} s") from None
-    except (av.error.ProtocolNotFoundError, ProtocolMissing):
-        # PyAV's wheels ship an FFmpeg without libsrt, for one: say so rather than "Protocol not found".
-        raise SourceError(f"cannot open {spec.display}: this FFmpeg build (PyAV {av.__version__}) has no "
-                          f"{spec.scheme}:// protocol, nor has an ffmpeg binary on PATH; install one "
-                          f"that has (Debian's: apt-get install ffmpeg)") from None
-    except (av.error.InvalidDataError, *REFUSALS) as exc:  # it answered: not media, or not for us
-        raise SourceError(f"cannot open {spec.display}: {_reason(exc)}") from None
-    except av.error.FFmpegError as exc:
-        raise SourceUnreachable(f"cannot open {spec.display}: {_reason(exc)}") from None
-    except OSError as exc:
-        raise SourceUnreachable(f"cannot open {spec.display}: {exc.strerror or exc}") from None
-    fmt = container.format.name.split(",")[0] if container.format else ""
-    if fmt in NOT_MEDIA_FORMATS or not (container.streams.audio or container.streams.video):
-        container.close()
-        raise SourceError(f"not a media file: {spec.display} (no audio or video stream found)")
-    return container
-
-
-def _is_playlist(spec: SourceSpec) -> bool:
-    return spec.uri.lower().split("?")[0].endswith(".m3u8")
-
-
-def _reason(exc: Exception) -> str:
-    msg = getattr(exc, "strerror", None) or str(exc)
-    # FFmpeg's messages may quote the URL it was given, credentials included.
-    return redact_text(msg.split(":")[0] if "Errno" in msg and ":" in msg else msg)
 
 
 @dataclass
@@ -226,12 +156,12 @@ class MediaSource:
                 self.stop.wait(delay)
                 delay = min(delay * 2, self.reconnect_max)
                 continue
-            self._playlist_ended = _is_playlist(self.spec) and container.duration is not None
+            self._playlist_ended = is_playlist(self.spec) and container.duration is not None
             if outage_start is not None:
                 now = time.time()
                 self._offset = self._media_end + (now - outage_start)
                 outage = Gap(self._media_end, outage_start, now, self.progress.last_error or "disconnected")
-                if _is_playlist(self.spec) and self._raw_end is not None:
+                if is_playlist(self.spec) and self._raw_end is not None:
                     # Placed by the encoder's timestamps if they go on: decided on the first packet.
                     self._resume = Resume(self._raw_end, self._media_end, outage)
                 else:
@@ -248,7 +178,7 @@ class MediaSource:
                 yield from self._decode(container)
             except (av.error.FFmpegError, OSError) as exc:
                 clean_end = False
-                self.progress.last_error = f"stream interrupted: {_reason(exc)}"
+                self.progress.last_error = f"stream interrupted: {reason(exc)}"
                 log.warning("source %s interrupted: %s", self.spec.display, redact_text(str(exc)))
             finally:
                 container.close()
@@ -269,7 +199,7 @@ class MediaSource:
     def _finished_playlist(self, container) -> bool:
         """A reopened HLS playlist that now has #EXT-X-ENDLIST (FFmpeg then knows its duration): the
         broadcast ended while the source was away; reading it again would repeat it."""
-        if _is_playlist(self.spec) and container.duration is not None:
+        if is_playlist(self.spec) and container.duration is not None:
             container.close()
             self.progress.connected = False
             return True
@@ -284,13 +214,13 @@ class MediaSource:
         gap (the connection held, so no reconnect records it); playlists (HLS) fetch segments
         seconds apart and are not watched. A read error ends the packets and is kept in
         ``_failure``, so that what was decoded is flushed first."""
-        watch = self.spec.live and not _is_playlist(self.spec)
+        watch = self.spec.live and not is_playlist(self.spec)
         self._last_data_wall, self._waited_s, self._failure = None, 0.0, None
         silence = SilenceWatch()
         packets = container.demux(*streams)
         # A live source waits at most the read timeout for a packet of the tracks it follows, other
         # tracks' packets (a new encoder's, after a handover) notwithstanding: watchdog.py.
-        limit = (max(self.read_timeout, HLS_READ_TIMEOUT_S) if _is_playlist(self.spec) else self.read_timeout) \
+        limit = (max(self.read_timeout, HLS_READ_TIMEOUT_S) if is_playlist(self.spec) else self.read_timeout) \
             if self.spec.live and watchdog.install() else None
         while True:
             asked = time.monotonic()

@@ -114,7 +114,7 @@ def test_a_watch_fires_once_on_a_live_stream_while_it_is_sent_and_reaches_sse_an
     time.sleep(2.0)  # the actor binds the UDP port once its models are loaded
     stop, log = threading.Event(), ReplayLog()
     sender = threading.Thread(target=replay, daemon=True, args=(media(MANIFESTO), f"udp://127.0.0.1:{port}"),
-                              kwargs=dict(stop=stop, log=log, max_seconds=45))
+                              kwargs=dict(stop=stop, log=log, max_seconds=36))
     sender.start()
     try:
         deadline = time.monotonic() + 90
@@ -122,7 +122,7 @@ def test_a_watch_fires_once_on_a_live_stream_while_it_is_sent_and_reaches_sse_an
             time.sleep(0.2)
         assert feed.alerts, service.get(f"/v1/streams/{sid}").json()
         assert sender.is_alive(), "the alert came only after the sender finished"
-        sender.join(120)  # to the end of the 45 s sent: "spectre" is said again at ~29 s
+        sender.join(120)  # to the end of the 36 s sent: "spectre" is said again at ~29 s
         time.sleep(8)
     finally:
         stop.set()

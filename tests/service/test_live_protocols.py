@@ -17,7 +17,7 @@ from tests.support.helpers import child_processes, free_port, media, normalise
 from streaming.tools import broadcast
 from streaming.records import AudioChunk, VideoFrame
 from streaming.tools.rtsp_relay import RtspRelay
-from streaming.source import media as source_media
+from streaming.source import container as source_container
 from streaming.source.media import MediaSource, SourceError, parse_source
 from streaming.source.relay import ffmpeg_with, pyav_has_protocol
 
@@ -233,7 +233,7 @@ def test_srt_sender_lost_mid_stream_reconnects_with_a_gap():
 
 
 def test_srt_with_neither_libsrt_nor_an_ffmpeg_binary_says_so(monkeypatch, tmp_path):
-    monkeypatch.setattr(source_media, "pyav_has_protocol", lambda name: False)
+    monkeypatch.setattr(source_container, "pyav_has_protocol", lambda name: False)
     monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg binary
     spec = parse_source(f"srt://127.0.0.1:{free_port(socket.SOCK_DGRAM)}")
     assert spec.live

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from tests.support.helpers import media
+from tests.support.helpers import media, media_head
 
 CLIP = "jfk_inaugural_1961.flac"
-LONG_CLIP = "manifesto_audiobook_titlecard.mp4"  # 88 s: the kill lands while it is read
+LONG_CLIP = "manifesto_audiobook_titlecard.mp4"  # its first 50 s (cut in a pause): the kill lands while it is read
+LONG_CLIP_S = 50.5
 
 
 def _actor(service, sid):
@@ -33,11 +34,18 @@ def _texts(service, sid) -> list[tuple]:
     return [(s["start"], s["end"], s["text"]) for s in segs]
 
 
-def test_stream_actors_hold_no_model_weights(service):
-    import ray
-
+@pytest.fixture(scope="module")
+def jfk(service) -> str:
+    """CLIP ingested through the shared deployment, to the end: the reference other setups must match."""
     sid = service.add(str(media(CLIP)), name="weightless")
     service.wait(sid, states=("finished",), timeout=300)
+    return sid
+
+
+def test_stream_actors_hold_no_model_weights(service, jfk):
+    import ray
+
+    sid = jfk
     loaded = ray.get(_actor(service, sid).__ray_call__.remote(
         lambda self: sorted(m for m in ("torch", "ctranslate2", "onnxruntime", "faster_whisper", "transformers")
                             if m in __import__("sys").modules)))
@@ -47,15 +55,17 @@ def test_stream_actors_hold_no_model_weights(service):
 
 
 @pytest.mark.slow
-def test_a_killed_model_replica_is_replaced_and_its_streams_lose_nothing(service):
+def test_a_killed_model_replica_is_replaced_and_its_streams_lose_nothing(service, tmp_path):
     import ray
+
+    clip = media_head(LONG_CLIP, LONG_CLIP_S, tmp_path)
 
     # A file read as fast as the models allow is transcribed the same every time: the stream whose
     # replica is killed must end with exactly the segments of one left alone.
-    reference = service.add(str(media(LONG_CLIP)), name="replica-ref")
+    reference = service.add(str(clip), name="replica-ref")
     service.wait(reference, states=("finished",), timeout=300)
     expected = _texts(service, reference)
-    sid = service.add(str(media(LONG_CLIP)), name="replica-kill")
+    sid = service.add(str(clip), name="replica-kill")
     deadline = time.monotonic() + 120
     while service.get(f"/v1/streams/{sid}").json().get("segments", 0) < 2:
         assert time.monotonic() < deadline, service.get(f"/v1/streams/{sid}").json()
@@ -130,7 +140,7 @@ def test_a_model_that_cannot_load_fails_the_streams_that_need_it_with_the_reason
         serve.delete("broken-models")
 
 
-def test_per_model_deployments_give_a_stream_what_one_deployment_gives(service):
+def test_per_model_deployments_give_a_stream_what_one_deployment_gives(service, jfk):
     """model_deployments: per-model (a GPU box): each model in a deployment of its own, reached
     through one handle each; a stream gets exactly the segments it gets from the single deployment."""
     import ray
@@ -139,8 +149,7 @@ def test_per_model_deployments_give_a_stream_what_one_deployment_gives(service):
     from actors.model_service import bind_models
     from actors.stream_actor import StreamActor, actor_name
 
-    reference = service.add(str(media(CLIP)), name="split-ref")
-    service.wait(reference, states=("finished",), timeout=300)
+    reference = jfk
     settings = service.settings.model_copy(update={"model_deployments": "per-model"}).model_dump(mode="json")
     bound = bind_models(settings)
     assert {"models-speech", "models-text", "models-stream"} <= set(bound)

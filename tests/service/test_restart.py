@@ -25,7 +25,7 @@ import pytest
 
 from actors.directory import StreamDirectory, read_checkpoint_info, saved_streams
 from actors.logs import JsonFormatter
-from tests.support.helpers import Api, free_port, media, normalise
+from tests.support.helpers import Api, free_port, media, media_head, normalise
 from streaming.settings import Settings
 from streaming.memory.store import Checkpoint, StreamStore
 from streaming.search.view import StreamView
@@ -33,6 +33,7 @@ from streaming.search.view import StreamView
 ROOT = Path(__file__).resolve().parents[2]
 JFK_QUESTION = "What does the speaker ask of his fellow Americans?"
 SCREEN_QUESTION = "What text appears on screen?"
+MANIFESTO_S = 59.3  # in the pause after "…political power": the last word is whole
 
 
 def _saved(data_dir: Path, stream_id: str, **info) -> Path:
@@ -274,7 +275,9 @@ def _segments(api: Api, stream_id: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
-    manifesto = media("manifesto_audiobook_titlecard.mp4")
+    # Its first minute: the title card, "a spectre is haunting Europe", and time to be cut off
+    # mid-way at real-time pace (the whole 88 s added a minute to the suite and tested nothing more).
+    manifesto = media_head("manifesto_audiobook_titlecard.mp4", MANIFESTO_S, tmp_path)
     jfk_copy = tmp_path / "jfk_copy.flac"  # deleted before the restart: the stream must stay
     shutil.copyfile(media("jfk_inaugural_1961.flac"), jfk_copy)
     data_dir = tmp_path / "data"
@@ -293,6 +296,11 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
         api = first.api
         assert api.add(str(jfk_copy), name="jfk") == "jfk"
         assert api.add(str(manifesto), name="manifesto") == "manifesto"
+        # A third stream is cut off mid-ingest: the service stops once the other two finished and
+        # it has committed a little. Real-time pace, so however fast the machine, the stop lands
+        # well before its end.
+        r = api.post("/v1/streams", json={"source": str(manifesto), "name": "interrupted", "pace": "realtime"})
+        assert r.status_code == 201, r.text
         _wait_states(api, ["jfk", "manifesto"], ("finished", "failed", "stopped"), timeout=180)
         for sid in ("jfk", "manifesto"):
             assert api.get(f"/v1/streams/{sid}").json()["state"] == "finished"
@@ -304,10 +312,6 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
         segments = {sid: _segments(api, sid) for sid in ("jfk", "manifesto")}
         assert all(segments.values())
 
-        # A third stream is cut off mid-ingest: the service stops once it has committed a little.
-        # Real-time pace, so however fast the machine, the stop lands well before its end.
-        r = api.post("/v1/streams", json={"source": str(manifesto), "name": "interrupted", "pace": "realtime"})
-        assert r.status_code == 201, r.text
         deadline = time.monotonic() + 120
         while True:
             st = api.get("/v1/streams/interrupted").json()
@@ -353,7 +357,7 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
         mark("interrupted finished")
         # It resumed at real-time pace, as it was started: the rest of the file after the checkpoint
         # cannot be searchable sooner than its own length after the restart (a fast read of these
-        # 70-odd seconds takes well under that). Measured from the launch, not from the first
+        # 30-odd seconds takes well under that). Measured from the launch, not from the first
         # resumed segment: a slow first segment (models loading on busy cores) is caught up later.
         resumed = [g for g in _segments(api, "interrupted") if g["start"] >= resume_t - 0.01]
         media_span = resumed[-1]["end"] - resume_t
@@ -366,7 +370,7 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
             assert st["state"] == "finished", st
             assert "restored from data_dir when the service started" in st["notes"]
             assert st["segments"] == len(segments[sid])
-        assert listed["manifesto"]["media_seconds"] == pytest.approx(88.0, abs=0.5)
+        assert listed["manifesto"]["media_seconds"] == pytest.approx(MANIFESTO_S, abs=0.5)
         # jfk's file is gone: it says so, and still answers from what it indexed.
         assert any("source no longer available" in n and "no such file" in n for n in listed["jfk"]["notes"])
         for (q, streams), before in zip(questions, answers):
@@ -377,9 +381,9 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
         # The interrupted stream resumed at its checkpoint and lost or repeated nothing.
         st = listed["interrupted"]
         assert st["state"] == "finished", st
-        assert st["media_seconds"] == pytest.approx(88.0, abs=0.5)
+        assert st["media_seconds"] == pytest.approx(MANIFESTO_S, abs=0.5)
         resumed = [n for n in st["notes"] if n.startswith("resumed from its checkpoint at")]
-        assert resumed and float(resumed[0].split(" at ")[1].rstrip(" s")) < 80.0, st["notes"]
+        assert resumed and float(resumed[0].split(" at ")[1].rstrip(" s")) < MANIFESTO_S - 30, st["notes"]
         after = _segments(api, "interrupted")
         assert cut_short and after[:len(cut_short)] == cut_short
         assert [s["seq"] for s in after] == list(range(len(after)))
@@ -387,9 +391,14 @@ def test_stopping_and_starting_manta_up_brings_every_stream_back(tmp_path):
         spoken = normalise(" ".join(s["text"] for s in after))
         whole = normalise(" ".join(s["text"] for s in segments["manifesto"]))
         assert spoken.count("haunting europe") == whole.count("haunting europe") == 1, spoken
-        # To the last word. It resumed real-time paced, so Whisper hears it in the live profile's
-        # shorter pieces and may add a few words after it (heard in the closing music).
-        assert whole.split()[-1] in spoken.split()[-8:], (whole[-80:], spoken[-80:])
+        # To the end of the speech. It resumed real-time paced, so Whisper heard it in the live
+        # profile's shorter pieces: the words may differ a little ("itself a power" / "its self a
+        # power"), where the speech ends may not.
+        def spoken_until(segs):
+            return max(g["end"] for g in segs if g["text"].strip())
+
+        assert spoken_until(after) == pytest.approx(spoken_until(segments["manifesto"]), abs=1.5), \
+            (whole[-80:], spoken[-80:])
 
         # One structured log line per restored stream.
         events = [json.loads(line) for line in second.session_logs().splitlines()

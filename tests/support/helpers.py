@@ -25,6 +25,20 @@ def media(name: str) -> Path:
     return path
 
 
+def media_head(name: str, seconds: float, folder: Path) -> Path:
+    """The first ``seconds`` of a file from ../shared/media, written into ``folder`` (a test's
+    temporary folder, never the project): a scenario that needs a stream's whole life, and not
+    its length, runs in less time. Packets are copied, not re-encoded."""
+    import subprocess
+
+    source = media(name)
+    out = folder / f"{source.stem}_first{seconds:g}s{source.suffix}"
+    if not out.exists():
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-t", f"{seconds:g}", "-map", "0",
+                        "-c", "copy", str(out)], check=True, timeout=60)
+    return out
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))

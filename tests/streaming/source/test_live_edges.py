@@ -223,7 +223,7 @@ def test_a_live_hls_source_whose_server_goes_away_is_reopened_and_the_outage_is_
     opts = {"hls_time": "1", "hls_list_size": "5", "hls_segment_filename": str(folder / "seg_%05d.ts"),
             "hls_flags": "temp_file+independent_segments+delete_segments"}
     sender = threading.Thread(target=replay, args=(clip, str(folder / "live.m3u8")), daemon=True,
-                              kwargs=dict(format="hls", options=opts, stop=stop, max_seconds=24.0))
+                              kwargs=dict(format="hls", options=opts, stop=stop, max_seconds=18.0))
     sender.start()
     reader = None
     try:

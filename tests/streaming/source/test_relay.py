@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from streaming.source import media as media_mod
+from streaming.source import container as container_mod
 from streaming.source.media import MediaSource, SourceError, parse_source
 from streaming.source import relay
 from streaming.source.redact import redact_text as redact
@@ -29,7 +29,7 @@ def relayed(monkeypatch):
     a PyAV built with libsrt is told it has none, so the relay is what is tested."""
     if ffmpeg_with("srt") is None:
         pytest.skip("no ffmpeg binary with srt on PATH (apt-get install ffmpeg)")
-    monkeypatch.setattr(media_mod, "pyav_has_protocol", lambda name: False)
+    monkeypatch.setattr(container_mod, "pyav_has_protocol", lambda name: False)
 
 
 def test_listener_nobody_calls_fails_within_the_open_timeout(relayed, caplog):
@@ -72,7 +72,7 @@ def test_a_live_source_that_never_connected_is_not_retried(relayed):
 
 
 def test_neither_pyav_nor_a_binary_has_the_protocol(monkeypatch, tmp_path):
-    monkeypatch.setattr(media_mod, "pyav_has_protocol", lambda name: False)
+    monkeypatch.setattr(container_mod, "pyav_has_protocol", lambda name: False)
     monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg binary at all
     with pytest.raises(SourceError, match=r"no srt:// protocol.*apt-get install ffmpeg"):
         MediaSource(parse_source(f"srt://127.0.0.1:{free_port(socket.SOCK_DGRAM)}"), open_timeout=2,
