@@ -17,6 +17,17 @@ prepare_environment(local=True)
 os.environ.setdefault("MANTA_WEBHOOK_SECRET", "a-test-secret-for-webhooks")
 
 _SERVICE: list[Api] = []  # the session's service, once a test asked for it
+# What runs in one worker, in order (pytest-xdist's loadgroup, pyproject.toml): everything that shares
+# the session's Ray or loads models, whose timings assume it has the two cores to itself. The rest
+# (streaming/: pure logic, no Ray, no weights, mostly waiting on real-time senders; the CLI's and
+# the manifests' checks) runs in the other worker meanwhile.
+_SHARED = ("tests/service/", "tests/models/")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(_SHARED):
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture(scope="module", autouse=True)

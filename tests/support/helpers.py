@@ -112,9 +112,9 @@ class Api:
             time.sleep(0.3)
 
     def ingest_all(self, clips: dict[str, str], timeout: float = 600.0) -> dict[str, str]:
-        """Add every clip (stream name -> file in ../shared/media) at once, wait until all have
+        """Add every clip (stream name -> file in ../shared/media, or a Path) at once, wait until all have
         finished, and return their ids by name."""
-        paths = {name: media(file) for name, file in clips.items()}
+        paths = {name: file if isinstance(file, Path) else media(file) for name, file in clips.items()}
         ids = {name: self.add(str(path), name=name) for name, path in paths.items()}
         for sid in ids.values():
             status = self.wait(sid, timeout=timeout)
