@@ -108,7 +108,7 @@ def print_answer(result: dict, base_url: str, answered: bool = False) -> None:
         console.print(f"  source: [link={segment_link(base_url, c)}]{escape(c['stream'])} "
                       f"{clock(c['start'])}–{clock(c['end'])}[/link]")
     for w in result.get("warnings", []):
-        err.print(f"[yellow]warning:[/yellow] {w}")
+        err.print(f"[yellow]warning:[/yellow] {w}", soft_wrap=True)
     if not result.get("evidence"):
         return
     in_context = {(e["stream"], e["start"], e["end"], e["text"]) for e in result.get("context", [])}

@@ -307,14 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CliError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        # One line, never wrapped at the terminal's width: a path in it stays whole to copy.
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         return exc.code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a user sees one line; MANTA_DEBUG=1 shows the trace
         if os.environ.get("MANTA_DEBUG"):
             raise
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", soft_wrap=True)
         return 1
 
 
