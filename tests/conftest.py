@@ -24,6 +24,7 @@ _SERVICE: list[Api] = []  # the session's service, once a test asked for it
 _SHARED = ("tests/service/", "tests/models/")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.nodeid.startswith(_SHARED):

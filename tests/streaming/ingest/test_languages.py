@@ -85,11 +85,12 @@ def test_a_piece_heard_with_little_confidence_is_doubted_at_most_every_ten_secon
 
 class SpeakingRecogniser(Recogniser):
     """A recogniser for IncrementalTranscriber: every sample is speech, its value says the language
-    (0.1 English, 0.2 Spanish), one word per second; it notes the prompt of every hearing."""
+    (0.1 English, 0.2 Spanish), one word per second; it notes each hearing's language told, prompt
+    and the language it was heard in."""
 
     def __init__(self):
         super().__init__()
-        self.hearings: list[tuple[str | None, str | None]] = []  # (language told, prompt)
+        self.hearings: list[tuple[str | None, str | None, str]] = []
 
     def speech_spans(self, audio):
         return [(0, len(audio))] if len(audio) else []
@@ -97,18 +98,20 @@ class SpeakingRecogniser(Recogniser):
     def transcribe_window(self, audio, prompt=None, one_window=False, fit=False):
         from streaming.records import SAMPLE_RATE, Word
 
-        self.hearings.append((self.language, prompt))
+        told = self.language
         truth = "es" if float(audio.mean()) > 0.15 else "en"
         self.hear(truth)
+        self.hearings.append((told, prompt, self.language))
         sure = 0.9 if self.language == truth else 0.4
         n = int(len(audio) / SAMPLE_RATE)
         return [Word(f" {self.language}{i}", i + 0.1, i + 0.9, sure) for i in range(n)], True
 
 
-def test_a_hearing_that_detects_the_language_gets_no_prompt_in_the_old_one():
-    """Whisper told to detect while prompted with English text translated Spanish into English (seen
-    in CI: "El puente del puerto…" came out as "the bridge will be…"): a detecting hearing goes
-    without prompt, and after a switch the prompt starts afresh in the new language."""
+def test_a_switch_found_under_a_prompt_in_the_old_language_is_heard_again_without_it():
+    """Whisper detecting a new language while prompted with the old one's text translated (seen in
+    CI: "El puente del puerto…" came out as "the bridge will be…"): that piece is heard again
+    without the prompt, and after the switch the prompt starts afresh in the new language. A check
+    that finds the same language keeps its prompt."""
     import numpy as np
 
     from streaming.ingest.transcript import IncrementalTranscriber
@@ -121,8 +124,12 @@ def test_a_hearing_that_detects_the_language_gets_no_prompt_in_the_old_one():
     for i in range(0, len(audio), step):
         tr.push(AudioChunk(audio[i:i + step], i / SAMPLE_RATE, 0.0))
     tr.flush()
+    h = asr.hearings
     assert [c for _, c in track.changes] == ["en", "es"] and 20.0 - 6.0 <= track.changes[1][0] <= 20.0 + 8.0 + 6.0
-    assert all(p is None for told, p in asr.hearings if told is None)
-    spanish_prompts = [p for _, p in asr.hearings if p and " es" in p]
-    assert any(p and " en" in p for _, p in asr.hearings) and spanish_prompts  # prompts were given
-    assert not any(" en" in p for p in spanish_prompts)  # never the old language's words with the new
+    switched = [i for i, (told, prompt, heard) in enumerate(h[:-1])
+                if i and told is None and prompt and heard != h[i - 1][2]]
+    assert switched, h  # the switch was found under an English prompt: the case exercised
+    assert all(h[i + 1] == ("es", None, "es") for i in switched), h  # heard again, unprompted
+    assert any(told is None and prompt and heard == "en" for told, prompt, heard in h), h  # kept its prompt
+    spanish_prompts = [p for _, p, _ in h if p and " es" in p]
+    assert spanish_prompts and not any(" en" in p for p in spanish_prompts)  # the old words go with the switch
