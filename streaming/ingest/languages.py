@@ -43,14 +43,23 @@ class LanguageTrack:
         self._since = 0.0
         self._since_doubt = DOUBT_EVERY_S
 
-    def before_piece(self, asr, piece_s: float) -> None:
+    def before_piece(self, asr, piece_s: float) -> str | None:
         """Ask ``asr`` (a recogniser with ``language`` and ``configured_language``) to detect the
-        language of the coming piece when a check is due."""
-        if getattr(asr, "configured_language", None) is not None or getattr(asr, "language", None) is None:
-            return  # told its language, or detecting anyway (nothing heard yet)
+        language of the coming piece when a check is due; returns the language it was told before
+        (None when it was detecting anyway)."""
+        told = getattr(asr, "language", None)
+        if getattr(asr, "configured_language", None) is not None or told is None:
+            return told  # told its language by the operator, or detecting anyway (nothing heard yet)
         if self._since >= self.recheck_s and piece_s >= MIN_PIECE_S:
             asr.language = None
             self._since = 0.0
+        return told
+
+    @staticmethod
+    def switched(asr, told: str | None) -> bool:
+        """Whether the piece just heard was detected in a language other than ``told``."""
+        heard = getattr(asr, "language", None)
+        return told is not None and heard is not None and heard != told
 
     def doubtful(self, asr, words) -> bool:
         """Whether a piece just heard (its ``words``, with probabilities) should be heard again with

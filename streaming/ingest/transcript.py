@@ -183,17 +183,17 @@ class IncrementalTranscriber:
         # In a fitted window Whisper leans on the prompt and echoes it back: measured on the manifesto,
         # a prompt raised WER from 8-10 % to 15-18 % at some chunkings (bench/live_window.py).
         prompt = self._context if self._mid_speech and self._context and not self.fit else None
-        was = self.asr.language
-        if self.languages is not None:
-            self.languages.before_piece(self.asr, len(piece) / SAMPLE_RATE)
+        told = self.languages.before_piece(self.asr, len(piece) / SAMPLE_RATE) if self.languages is not None else None
         raw, complete = self.asr.transcribe_window(piece, prompt=prompt, one_window=self.one_window, fit=self.fit)
-        if self.languages is not None and prompt and self.asr.language not in (None, was) and was is not None:
-            # Detected afresh, in another language: the prompt, in the old one, pulled Whisper back
-            # into it and it translated (seen: "El puente del puerto…" came out "the bridge will
-            # be…"). Heard again without it; a piece in the same language keeps its prompt.
-            raw, complete = self.asr.transcribe_window(piece, prompt=None, one_window=self.one_window, fit=self.fit)
-        if self.languages is not None and self.languages.doubtful(self.asr, raw):
-            raw, complete = self._hear_in_its_language(piece, raw, complete)
+        if self.languages is not None:
+            if prompt and self.languages.switched(self.asr, told):
+                # Detected afresh, in another language: the prompt, in the old one, pulled Whisper
+                # back into it and it translated (seen: "El puente del puerto…" came out "the bridge
+                # will be…"). Heard again without it; a piece in the same language keeps its prompt.
+                raw, complete = self.asr.transcribe_window(piece, prompt=None, one_window=self.one_window,
+                                                           fit=self.fit)
+            if self.languages.doubtful(self.asr, raw):
+                raw, complete = self._hear_in_its_language(piece, raw, complete)
         words = [Word(w.text, offset + w.start, offset + w.end, w.probability) for w in raw]
         if self.languages is not None and self.languages.after_piece(
                 self.asr, len(piece) / SAMPLE_RATE, words[0].start if words else None):
