@@ -35,6 +35,7 @@ from streaming.settings import Settings
 from streaming.memory.data_dir import empty_trash, store_exists, trash_store
 from streaming.source.redact import redact_text, redact_uri
 
+from actors.spares import RUNTIME_ENV, SpareKeeper
 from actors.stream_actor import ACTOR_PREFIX, STREAM_ID_RE, StreamActor, actor_name, make_stream_id
 
 log = logging.getLogger("manta.directory")
@@ -124,6 +125,8 @@ class StreamDirectory:
         # (several API replicas can still overshoot it by a stream or two each: a soft limit).
         self._creating = asyncio.Lock()
         self._locks: dict[str, list] = {}  # stream id -> [its lock, how many hold or wait for it]
+        # Started by the API replica (start()); a directory made elsewhere (tests) keeps none.
+        self.spares = SpareKeeper(settings.spare_stream_workers)
 
     @contextlib.asynccontextmanager
     async def _locked(self, stream_id: str):
@@ -197,6 +200,7 @@ class StreamDirectory:
                 raise KeyError(f"a stream named '{stream_id}' already exists") from None
             handle.start.remote()
             self._handles[stream_id] = handle
+            self.spares.nudge()  # it took a spare, most likely: start another
         return stream_id
 
     def _spawn(self, stream_id: str, name: str, source: str, settings: dict, resume: bool = False):
@@ -206,7 +210,9 @@ class StreamDirectory:
             num_cpus=self.settings.stream_num_cpus, max_restarts=self.settings.stream_restarts,
             # Over a cluster's nodes, not packed onto the first: a node lost takes fewer streams down
             # (Ray restarts them elsewhere from their checkpoints). One node: no difference.
-            scheduling_strategy="SPREAD").remote(
+            scheduling_strategy="SPREAD",
+            # Started in a spare process (actors/spares.py) when one is idle on the chosen node.
+            runtime_env=RUNTIME_ENV if self.settings.spare_stream_workers else None).remote(
             stream_id, name, source, settings, resume=resume, models=self.models)
 
     def restore_saved(self) -> list[str]:

@@ -14,8 +14,10 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 
 from actors.logs import prepare_environment
+from actors.spares import PRELOAD
 from streaming.settings import Settings
 
 log = logging.getLogger("manta.runtime")
@@ -56,9 +58,11 @@ def start_ray(settings: Settings) -> None:
         # Metrics need no dashboard: Ray's per-node agent serves them, bound to 127.0.0.1 here.
         metrics = {} if settings.metrics_port is None else {
             "_metrics_export_port": check_port_free(settings.metrics_port, "metrics_port")}
+        _importable_by_workers()
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", namespace=settings.namespace,
                  num_cpus=os.cpu_count() or 1, log_to_driver=False, logging_level=logging.WARNING,
-                 **metrics)
+                 # Spare stream workers import the stream actor's code before they are needed.
+                 _system_config={"preload_python_modules": [PRELOAD]}, **metrics)
     else:
         if settings.metrics_port is not None:
             log.warning("metrics_port applies to a local Ray only: the cluster's nodes export their "
@@ -67,6 +71,15 @@ def start_ray(settings: Settings) -> None:
                  logging_level=logging.WARNING)
     log.info("ray ready in %.1f s (%s)", time.monotonic() - started,
              "local" if local else settings.ray_address)
+
+
+def _importable_by_workers() -> None:
+    """Ray workers started ahead of any job (spares) find Manta's packages where this process does:
+    a source checkout run without installing it is not on their path otherwise."""
+    root = str(Path(__file__).resolve().parents[1])
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
 
 
 def deploy(settings: Settings, restore: bool = True) -> str:

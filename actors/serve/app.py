@@ -74,6 +74,7 @@ class MantaApi:
         self.policy = SourcePolicy.from_settings(self.settings)
         set_limits(self.settings.max_body_mb, self.settings.request_timeout_s)
         self.streams = StreamDirectory(self.settings, models)
+        self.streams.spares.start()
         dashboard.install(self.settings, self.policy, self.streams)
         if restore:
             # Streams saved in data_dir come back (resumed or just searchable) before the first
