@@ -1,10 +1,11 @@
 """Shared model services against per-actor models, side by side in one run: memory per stream,
 how soon a new stream commits its first segment, and how soon a killed stream actor ingests again.
 
-Manta runs for real in this process twice (Ray + Serve + stream actors), once with
+Manta runs for real in this process three times (Ray + Serve + stream actors): with
 ``shared_models=false`` (every stream actor loads its own Whisper, MiniLM, EfficientNet, RapidOCR and
-stream model: the design before issue 15) and once with the default ``models`` deployment that all
-stream actors share. Each run first ingests a short warm-up file (so the shared service is loaded,
+stream model: the design before issue 15), with the ``models`` deployment that all stream actors share
+but no spare processes (Ray starts a process per stream actor), and with both (the default: new and
+restarted stream actors start in warm spare processes, actors/spares.py). Each run first ingests a short warm-up file (so the shared service is loaded,
 as it is on a running box), then adds streams reading the narrated clip at real-time pace:
 1 alone, then 4 together, then 3 more (8). Memory is the PSS and RSS summed over every process of
 this run (this process, Ray's and all workers: Manta's API, models, stream actors), read from
@@ -106,9 +107,16 @@ def service_stats() -> dict:
     return {s["name"]: s for s in stats["services"]}
 
 
-def run(shared: bool, model: str) -> dict:
+# (label, shared models, spare stream workers): the design before issue 15, shared services with a
+# process started per stream actor, and shared services with warm spare processes (the default).
+VARIANTS = [("per-actor models (before)", False, 0), ("shared `models` deployment, no spares", True, 0),
+            ("shared deployment + 2 spare stream workers (now)", True, 2)]
+
+
+def run(shared: bool, model: str, spares: int) -> dict:
     res: dict = {"memory": [], "stats": []}
-    with manta_server(asr_model=model, shared_models=shared) as (settings, url), http_client(url) as http:
+    with manta_server(asr_model=model, shared_models=shared, spare_stream_workers=spares) as (settings, url), \
+            http_client(url) as http:
         http.post("/v1/streams", json={"source": str(WARM), "name": "warmup"}).raise_for_status()
         wait_state(http, "warmup", ("finished",), timeout=300)
         http.delete("/v1/streams/warmup", params={"remove": "true"})
@@ -133,11 +141,11 @@ def run(shared: bool, model: str) -> dict:
 
 def main() -> None:
     args = parse_args(__doc__, [("--model", dict(default="tiny.en", help="Whisper size"))])
-    runs = {}
-    for shared in (False, True):
-        runs[shared] = run(shared, args.model)
-        print("shared" if shared else "per-actor", runs[shared], flush=True)
-    label = {False: "per-actor models (before)", True: "shared `models` deployment (now)"}
+    runs, label = {}, {}
+    for name, shared, spares in VARIANTS:
+        runs[name] = run(shared, args.model, spares)
+        label[name] = name
+        print(name, runs[name], flush=True)
     mem_rows = []
     for shared, r in runs.items():
         base_pss = r["memory"][0][1]
@@ -149,7 +157,7 @@ def main() -> None:
     latency_rows = [[label[s], f"{r['first'][0][1]:.1f} s", f"{r['first'][1][1]:.1f} s",
                      f"{r['first'][2][1]:.1f} s", f"{r['kill']:.1f} s"] for s, r in runs.items()]
     stat_rows = []
-    for n, stats in runs[True]["stats"]:
+    for n, stats in runs[VARIANTS[-1][0]]["stats"]:
         for name, st in stats.items():
             if st["items"]:
                 stat_rows.append([n, name, st["items"], f"{st['mean_batch']:.2f}", st["max_batch_seen"],
@@ -157,8 +165,8 @@ def main() -> None:
                                   f"{st['busy_s']:.1f} s"])
     body = [
         f"Source: `{CLIP.name}` at real-time pace (H.264 + AAC: speech, frames at 1/s, EfficientNet, "
-        f"RapidOCR, stream model), Whisper `{args.model}`, default settings otherwise. Two runs of the "
-        "same script, one after the other.",
+        f"RapidOCR, stream model), Whisper `{args.model}`, default settings otherwise. Three runs of the "
+        "same script, one after the other. The clip's speech starts 1.6 s into it.",
         "",
         "Memory of every process of the run (PSS shares libraries fairly; RSS counts them in each process):",
         "",
@@ -173,8 +181,8 @@ def main() -> None:
         *table(["models", "1 new stream", "4 started together", "3 more (to 8)", "actor kill → ingesting"],
                latency_rows),
         "",
-        "Shared services, cumulative after each step (`ModelService.stats`, the same numbers as the "
-        "`manta_model_*` Prometheus gauges):",
+        "Shared services (the last run), cumulative after each step (`ModelService.stats`, the same "
+        "numbers as the `manta_model_*` Prometheus gauges):",
         "",
         *table(["streams", "service", "requests", "mean batch", "largest batch", "queue wait p50",
                 "queue wait p95", "time in model"], stat_rows),
