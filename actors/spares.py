@@ -46,6 +46,9 @@ STARTING_S = 20.0
 # Ray kills idle workers beyond its soft limit (the node's CPU count) once this has passed since
 # they were started; the keeper then starts new ones. Long, so spares are rarely replaced.
 KEEP_ALIVE_S = 3600
+# Streams added together: refill once they have all been created and started, not while they start
+# (starting a spare costs a second of CPU, which the new streams need more on a small box).
+SETTLE_S = 3.0
 
 
 def _raylet(node: dict):
@@ -117,6 +120,7 @@ class SpareKeeper:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        self._nudged = 0.0
         self.started = 0  # spares asked for so far, for tests and logs
 
     def start(self) -> "SpareKeeper":
@@ -126,7 +130,9 @@ class SpareKeeper:
         return self
 
     def nudge(self) -> None:
-        """A stream actor was just created: it probably took a spare, so check now."""
+        """A stream actor was just created: it probably took a spare, so check once streams stop
+        coming (``SETTLE_S``)."""
+        self._nudged = time.monotonic()
         self._wake.set()
 
     def stop(self) -> None:
@@ -135,6 +141,10 @@ class SpareKeeper:
 
     def _run(self) -> None:
         while not self._stopped.is_set():
+            settling = self._nudged + SETTLE_S - time.monotonic()
+            if settling > 0:
+                self._stopped.wait(settling)
+                continue
             try:
                 self.top_up()
                 if self._failing:
