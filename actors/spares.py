@@ -49,6 +49,9 @@ KEEP_ALIVE_S = 3600
 # Streams added together: refill once they have all been created and started, not while they start
 # (starting a spare costs a second of CPU, which the new streams need more on a small box).
 SETTLE_S = 3.0
+# Spares started at once on a node: one at a time, the next once it has registered, so refilling
+# never takes more than about one core from the streams.
+AT_ONCE = 1
 
 
 def _raylet(node: dict):
@@ -105,8 +108,8 @@ class Starting:
 
 
 def to_start(target: int, idle: int, pending: int) -> int:
-    """How many spares one node should start now."""
-    return max(0, target - idle - pending)
+    """How many spares one node should start now (at most ``AT_ONCE``, none while one is on its way)."""
+    return 0 if pending else min(AT_ONCE, max(0, target - idle))
 
 
 class SpareKeeper:

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     stream_restarts: int = Field(3, ge=0, description="times Ray restarts a crashed stream actor")
     stream_num_cpus: float = Field(0.1, ge=0, description="Ray CPUs reserved per stream actor")
     spare_stream_workers: int = Field(
-        2, ge=0, le=64, description="idle processes per node kept ready, stream actor code imported, so a "
+        4, ge=0, le=64, description="idle processes per node kept ready, stream actor code imported, so a "
         "stream added or restarted after a crash starts in one at once; 0: Ray starts a process per actor")
     torch_threads: int = Field(1, ge=1, description="intra-op threads for torch models in each actor")
     faiss_threads: int = Field(1, ge=1, description="OpenMP threads for FAISS searches in each actor")

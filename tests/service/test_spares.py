@@ -73,21 +73,24 @@ def test_a_new_stream_and_a_restarted_one_start_in_spare_processes_that_are_then
     _wait_for_spares(target)
 
 
-def test_the_keeper_starts_what_is_missing_and_does_not_count_a_spare_twice():
-    assert to_start(2, idle=0, pending=0) == 2
-    assert to_start(2, idle=3, pending=0) == 0
+def test_the_keeper_starts_what_is_missing_one_at_a_time_and_does_not_count_a_spare_twice():
+    assert to_start(4, idle=0, pending=0) == 1  # one at a time: a refill takes at most a core
+    assert to_start(4, idle=4, pending=0) == 0
+    assert to_start(4, idle=6, pending=0) == 0
     starting = Starting()
-    starting.ask(2, idle=set(), now=0.0)
-    # Not registered yet: both on their way, nothing more to start.
-    assert to_start(2, idle=0, pending=starting.pending(set(), now=1.0)) == 0
-    # One registered: one still on its way.
-    assert starting.pending({b"a"}, now=2.0) == 1
-    # The other registered, and the first was taken by a stream in between: one is missing.
+    starting.ask(1, idle=set(), now=0.0)
+    # Not registered yet: on its way, nothing more to start.
+    assert starting.pending(set(), now=1.0) == 1
+    assert to_start(4, idle=0, pending=starting.pending(set(), now=1.0)) == 0
+    # Registered: the next one is started.
+    assert starting.pending({b"a"}, now=2.0) == 0
+    assert to_start(4, idle=1, pending=starting.pending({b"a"}, now=2.0)) == 1
+    starting.ask(1, idle={b"a"}, now=2.0)
+    # It registered, and a stream took the older one in between: nothing is counted twice.
     assert starting.pending({b"b"}, now=3.0) == 0
-    assert to_start(2, idle=1, pending=starting.pending({b"b"}, now=3.0)) == 1
     # A spare that never registers is given up after a while and asked for again.
     late = Starting()
-    late.ask(2, idle={b"x"}, now=0.0)
-    assert late.pending({b"x"}, now=5.0) == 2
+    late.ask(1, idle={b"x"}, now=0.0)
+    assert late.pending({b"x"}, now=5.0) == 1
     assert late.pending({b"x"}, now=60.0) == 0
-    assert to_start(2, idle=1, pending=late.pending({b"x"}, now=60.0)) == 1
+    assert to_start(4, idle=1, pending=late.pending({b"x"}, now=60.0)) == 1
