@@ -32,7 +32,7 @@ def _preloaded_at(service, sid: str) -> float | None:
             time.sleep(0.1)
 
 
-def _wait_for_spares(target: int, timeout: float = 60.0) -> dict:
+def _wait_for_spares(target: int, timeout: float = 120.0) -> dict:
     from actors.spares import idle_per_node
 
     deadline = time.monotonic() + timeout
