@@ -41,19 +41,35 @@ def _children(root: int) -> list[int]:
     return out
 
 
-def memory_mib() -> tuple[float, float]:
-    """(PSS, RSS) in MiB summed over this process and everything it started."""
-    pss = rss = 0
+def _idle_spare(pid: int) -> bool:
+    """An idle spare stream worker (actors/spares.py): started for stream actors, holding none yet."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return title.startswith(b"ray::IDLE") and b"MANTA_WORKER=stream" in Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+
+
+def memory_mib() -> tuple[float, float, float]:
+    """(PSS, RSS, PSS of the idle spare workers) in MiB summed over this process and everything it
+    started. The spares are a fixed pool refilled in the background: the PSS columns leave them out,
+    so the per-stream figures do not depend on how far a refill had got."""
+    pss = rss = spare = 0
     for pid in _children(os.getpid()):
         try:
+            p = 0
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
-                    pss += int(line.split()[1])
+                    p = int(line.split()[1])
                 elif line.startswith("Rss:"):
-                    rss += int(line.split()[1])
+                    rss += 0 if _idle_spare(pid) else int(line.split()[1])
+            if _idle_spare(pid):
+                spare += p
+            else:
+                pss += p
         except OSError:
             pass
-    return pss / 1024, rss / 1024
+    return pss / 1024, rss / 1024, spare / 1024
 
 
 def add(http, names: list[str]) -> tuple[float, float]:
@@ -150,9 +166,9 @@ def main() -> None:
     mem_rows = []
     for shared, r in runs.items():
         base_pss = r["memory"][0][1]
-        for n, pss, rss in r["memory"]:
+        for n, pss, rss, spare in r["memory"]:
             mem_rows.append([label[shared], n, f"{pss:.0f}", f"{rss:.0f}",
-                             f"{(pss - base_pss) / n:.0f}" if n else "—"])
+                             f"{(pss - base_pss) / n:.0f}" if n else "—", f"{spare:.0f}"])
     slope = {s: (r["memory"][-1][1] - r["memory"][1][1]) / (r["memory"][-1][0] - r["memory"][1][0])
              for s, r in runs.items()}
     latency_rows = [[label[s], *(f"{slow:.1f} s" + (f" ({mean:.1f} s)" if n > 1 else "")
@@ -170,9 +186,11 @@ def main() -> None:
         f"RapidOCR, stream model), Whisper `{args.model}`, default settings otherwise. Three runs of the "
         "same script, one after the other. The clip's speech starts 1.6 s into it.",
         "",
-        "Memory of every process of the run (PSS shares libraries fairly; RSS counts them in each process):",
+        "Memory of every process of the run (PSS shares libraries fairly; RSS counts them in each process), "
+        "idle spare stream workers apart (a fixed pool, refilled a while after streams are added):",
         "",
-        *table(["models", "streams", "PSS MiB", "RSS MiB", "PSS per stream MiB"], mem_rows),
+        *table(["models", "streams", "PSS MiB", "RSS MiB", "PSS per stream MiB", "idle spares' PSS MiB"],
+               mem_rows),
         "",
         "Added PSS per additional stream (from 1 to 8 streams): " + ", ".join(
             f"{label[s]} **{v:.0f} MiB**" for s, v in slope.items()) + ".",
