@@ -56,11 +56,15 @@ SETTLE_S = 10.0
 AT_ONCE = 1
 
 
-def _raylet(node: dict):
+def _channel(node: dict):
     from ray._private.grpc_utils import init_grpc_channel
+
+    return init_grpc_channel(f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}")
+
+
+def _stub(channel):
     from ray.core.generated import node_manager_pb2_grpc
 
-    channel = init_grpc_channel(f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}")
     return node_manager_pb2_grpc.NodeManagerServiceStub(channel)
 
 
@@ -70,8 +74,12 @@ def idle_per_node() -> dict[str, int]:
     from ray.core.generated import node_manager_pb2
 
     request = node_manager_pb2.GetNodeStatsRequest(include_memory_info=False)
-    return {n["NodeID"]: len(idle_workers(_raylet(n).GetNodeStats(request, timeout=RPC_TIMEOUT_S)))
-            for n in ray.nodes() if n.get("Alive")}
+    idle = {}
+    for node in ray.nodes():
+        if node.get("Alive"):
+            with _channel(node) as channel:
+                idle[node["NodeID"]] = len(idle_workers(_stub(channel).GetNodeStats(request, timeout=RPC_TIMEOUT_S)))
+    return idle
 
 
 def idle_workers(stats) -> set[bytes]:
@@ -121,6 +129,7 @@ class SpareKeeper:
         self.target = target
         self.every_s = every_s
         self._starting: dict[str, Starting] = {}
+        self._raylets: dict[str, object] = {}  # node id -> its raylet's stub, one channel each
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -177,10 +186,14 @@ class SpareKeeper:
 
         env = get_runtime_env_info(RuntimeEnv(**RUNTIME_ENV), is_job_runtime_env=False, serialize=False)
         asked = 0
-        for node in ray.nodes():
-            if not node.get("Alive"):
-                continue
-            raylet = _raylet(node)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        for gone in self._raylets.keys() - {n["NodeID"] for n in nodes}:
+            self._raylets.pop(gone).close()
+            self._starting.pop(gone, None)
+        for node in nodes:
+            if node["NodeID"] not in self._raylets:
+                self._raylets[node["NodeID"]] = _channel(node)
+            raylet = _stub(self._raylets[node["NodeID"]])
             stats = raylet.GetNodeStats(node_manager_pb2.GetNodeStatsRequest(include_memory_info=False),
                                         timeout=RPC_TIMEOUT_S)
             idle, now = idle_workers(stats), time.monotonic()
