@@ -71,20 +71,22 @@ def _stub(channel):
 def idle_per_node() -> dict[str, int]:
     """Idle workers on each alive node, as the keeper counts them."""
     import ray
-    from ray.core.generated import node_manager_pb2
 
-    request = node_manager_pb2.GetNodeStatsRequest(include_memory_info=False)
     idle = {}
     for node in ray.nodes():
         if node.get("Alive"):
             with _channel(node) as channel:
-                idle[node["NodeID"]] = len(idle_workers(_stub(channel).GetNodeStats(request, timeout=RPC_TIMEOUT_S)))
+                idle[node["NodeID"]] = len(idle_workers(_stub(channel)))
     return idle
 
 
-def idle_workers(stats) -> set[bytes]:
-    """The ids of the idle Python workers in a raylet's ``GetNodeStats`` reply: no job and no actor
-    yet (a worker that ran a task keeps its job, and Ray does not hand it to an actor)."""
+def idle_workers(raylet) -> set[bytes]:
+    """The ids of the idle Python workers a raylet reports: no job and no actor yet (a worker that
+    ran a task keeps its job, and Ray does not hand it to an actor)."""
+    from ray.core.generated import node_manager_pb2
+
+    stats = raylet.GetNodeStats(node_manager_pb2.GetNodeStatsRequest(include_memory_info=False),
+                                timeout=RPC_TIMEOUT_S)
     return {w.worker_id for w in stats.core_workers_stats
             if w.worker_type == 0 and _nil(w.job_id) and _nil(w.actor_id)}
 
@@ -125,17 +127,14 @@ def to_start(target: int, idle: int, pending: int) -> int:
 class SpareKeeper:
     """Keeps ``target`` warm stream-actor workers idle on every alive node (see the module's text)."""
 
-    def __init__(self, target: int, every_s: float = CHECK_EVERY_S):
+    def __init__(self, target: int):
         self.target = target
-        self.every_s = every_s
         self._starting: dict[str, Starting] = {}
         self._raylets: dict[str, object] = {}  # node id -> its raylet's stub, one channel each
         self._wake = threading.Event()
-        self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
         self._nudged = 0.0
-        self.started = 0  # spares asked for so far, for tests and logs
 
     def start(self) -> "SpareKeeper":
         if self.target > 0 and self._thread is None:
@@ -149,15 +148,11 @@ class SpareKeeper:
         self._nudged = time.monotonic()
         self._wake.set()
 
-    def stop(self) -> None:
-        self._stopped.set()
-        self._wake.set()
-
     def _run(self) -> None:
-        while not self._stopped.is_set():
+        while True:  # a daemon thread: it ends with the replica's process
             settling = self._nudged + SETTLE_S - time.monotonic()
             if settling > 0:
-                self._stopped.wait(settling)
+                time.sleep(settling)
                 continue
             try:
                 self.top_up()
@@ -169,23 +164,17 @@ class SpareKeeper:
                     log.warning("spare stream workers unavailable (%s: %s); new streams start in a "
                                 "process Ray starts for them", type(exc).__name__, exc)
                 self._failing = True
-            self._wake.wait(60.0 if self._failing else 1.0 if self._on_their_way() else self.every_s)
+            self._wake.wait(60.0 if self._failing else 1.0 if self._on_their_way() else CHECK_EVERY_S)
             self._wake.clear()
 
     def _on_their_way(self) -> bool:
         now = time.monotonic()
         return any(s.asked and now < s.until for s in self._starting.values())
 
-    def top_up(self) -> int:
-        """Start what each alive node lacks; returns how many were asked for."""
+    def top_up(self) -> None:
+        """Start what each alive node lacks."""
         import ray
-        from ray.core.generated import common_pb2, node_manager_pb2
 
-        from ray._private.utils import get_runtime_env_info
-        from ray.runtime_env import RuntimeEnv
-
-        env = get_runtime_env_info(RuntimeEnv(**RUNTIME_ENV), is_job_runtime_env=False, serialize=False)
-        asked = 0
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         for gone in self._raylets.keys() - {n["NodeID"] for n in nodes}:
             self._raylets.pop(gone).close()
@@ -194,20 +183,24 @@ class SpareKeeper:
             if node["NodeID"] not in self._raylets:
                 self._raylets[node["NodeID"]] = _channel(node)
             raylet = _stub(self._raylets[node["NodeID"]])
-            stats = raylet.GetNodeStats(node_manager_pb2.GetNodeStatsRequest(include_memory_info=False),
-                                        timeout=RPC_TIMEOUT_S)
-            idle, now = idle_workers(stats), time.monotonic()
+            idle, now = idle_workers(raylet), time.monotonic()
             starting = self._starting.setdefault(node["NodeID"], Starting())
             n = to_start(self.target, len(idle), starting.pending(idle, now))
-            if n == 0:
-                continue
-            raylet.PrestartWorkers(node_manager_pb2.PrestartWorkersRequest(
-                language=common_pb2.PYTHON, runtime_env_info=env, num_workers=n,
-                keep_alive_duration_secs=KEEP_ALIVE_S), timeout=RPC_TIMEOUT_S)
-            starting.ask(n, idle, now)
-            asked += n
-            log.info("started %d spare stream worker(s) on node %s (%d idle)", n, node["NodeID"][:8],
-                     len(idle), extra={"fields": {"event": "spares_started", "node": node["NodeID"],
-                                                  "count": n, "idle": len(idle)}})
-        self.started += asked
-        return asked
+            if n:
+                _prestart(raylet, n)
+                starting.ask(n, idle, now)
+                log.info("started %d spare stream worker(s) on node %s (%d idle)", n, node["NodeID"][:8],
+                         len(idle), extra={"fields": {"event": "spares_started", "node": node["NodeID"],
+                                                      "count": n, "idle": len(idle)}})
+
+
+def _prestart(raylet, n: int) -> None:
+    """Ask a raylet for ``n`` idle workers started with the stream actors' runtime env."""
+    from ray._private.utils import get_runtime_env_info
+    from ray.core.generated import common_pb2, node_manager_pb2
+    from ray.runtime_env import RuntimeEnv
+
+    env = get_runtime_env_info(RuntimeEnv(**RUNTIME_ENV), is_job_runtime_env=False, serialize=False)
+    raylet.PrestartWorkers(node_manager_pb2.PrestartWorkersRequest(
+        language=common_pb2.PYTHON, runtime_env_info=env, num_workers=n,
+        keep_alive_duration_secs=KEEP_ALIVE_S), timeout=RPC_TIMEOUT_S)

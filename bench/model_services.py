@@ -43,9 +43,12 @@ def _children(root: int) -> list[int]:
 
 def _idle_spare(pid: int) -> bool:
     """An idle spare stream worker (actors/spares.py): started for stream actors, holding none yet."""
+    from actors.spares import STREAM_WORKER, WORKER_ENV
+
     try:
         title = Path(f"/proc/{pid}/cmdline").read_bytes()
-        return title.startswith(b"ray::IDLE") and b"MANTA_WORKER=stream" in Path(f"/proc/{pid}/environ").read_bytes()
+        marker = f"{WORKER_ENV}={STREAM_WORKER}".encode()
+        return title.startswith(b"ray::IDLE") and marker in Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return False
 
@@ -57,16 +60,16 @@ def memory_mib() -> tuple[float, float, float]:
     pss = rss = spare = 0
     for pid in _children(os.getpid()):
         try:
-            p = 0
+            p = r = 0
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     p = int(line.split()[1])
                 elif line.startswith("Rss:"):
-                    rss += 0 if _idle_spare(pid) else int(line.split()[1])
+                    r = int(line.split()[1])
             if _idle_spare(pid):
                 spare += p
             else:
-                pss += p
+                pss, rss = pss + p, rss + r
         except OSError:
             pass
     return pss / 1024, rss / 1024, spare / 1024
